@@ -1,0 +1,278 @@
+"""Score reconstructions against the true inputs and a stolen clone against the client.
+
+Images are float NHWC batches in [0, 1], as numpy arrays or tensors. Every
+function returns numpy arrays or python floats, so results can be logged or
+written to JSON directly. The attacks never call these: evaluation uses the
+ground truth the attacker does not have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+PSNR_CAP_DB = 100.0
+"""PSNR reported for identical images (and the ceiling for any pair), in dB.
+
+A finite cap keeps means and JSON output usable; 100 dB is far above any real
+reconstruction (it needs an MSE of 1e-10 at max_val 1).
+"""
+
+SSIM_FILTER_SIZE = 11
+"""Gaussian window of tf.image.ssim; shrunk to the image side for smaller images."""
+
+ModelLike = Callable[[Any], Any]
+"""A keras.Model or any callable from a batch to a batch."""
+
+
+def _as_batch(images: Any, name: str) -> np.ndarray:
+    """Return `images` as a float64 NHWC array, or raise ValueError saying what is wrong."""
+    array = np.asarray(images, dtype=np.float64)
+    if array.ndim != 4:
+        raise ValueError(
+            f"{name} must be a batch of NHWC images (4 dimensions), got shape {array.shape}; "
+            "add a batch axis (images[None]) for a single image."
+        )
+    if array.shape[0] == 0:
+        raise ValueError(f"{name} is an empty batch (shape {array.shape}); pass at least one image.")
+    return array
+
+
+def _as_pair(true: Any, recon: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Return both batches as arrays after checking that their shapes match."""
+    true_array = _as_batch(true, "true")
+    recon_array = _as_batch(recon, "recon")
+    if true_array.shape != recon_array.shape:
+        raise ValueError(
+            f"true has shape {true_array.shape} but recon has shape {recon_array.shape}; "
+            "pass one reconstruction per true image, with the same height, width and channels."
+        )
+    return true_array, recon_array
+
+
+def _check_max_val(max_val: float) -> None:
+    if not max_val > 0:
+        raise ValueError(f"max_val must be positive (the dynamic range of the images), got {max_val}.")
+
+
+def minmax_normalize(images: Any) -> np.ndarray:
+    """Rescale each image on its own to span [0, 1].
+
+    The paper's authors do this to CIFAR-10 reconstructions before scoring,
+    because the attack does not clamp its estimate. A constant image has no
+    range and becomes all zeros (not NaN).
+    """
+    array = _as_batch(images, "images")
+    low = array.min(axis=(1, 2, 3), keepdims=True)
+    span = array.max(axis=(1, 2, 3), keepdims=True) - low
+    safe_span = np.where(span > 0, span, 1.0)
+    return np.where(span > 0, (array - low) / safe_span, 0.0)
+
+
+def mse_per_image(true: Any, recon: Any) -> np.ndarray:
+    """Mean squared error of each image pair, averaged over height, width and channels; shape (N,)."""
+    true_array, recon_array = _as_pair(true, recon)
+    return np.mean((true_array - recon_array) ** 2, axis=(1, 2, 3))
+
+
+def psnr_per_image(true: Any, recon: Any, max_val: float = 1.0) -> np.ndarray:
+    """Peak signal-to-noise ratio in dB of each image pair: 10 log10(max_val² / MSE); shape (N,).
+
+    Capped at PSNR_CAP_DB, so identical images give a finite PSNR_CAP_DB rather than inf.
+    """
+    _check_max_val(max_val)
+    mse = mse_per_image(true, recon)
+    with np.errstate(divide="ignore"):
+        psnr = 10.0 * np.log10(max_val**2 / mse)
+    return np.minimum(psnr, PSNR_CAP_DB)
+
+
+def ssim_per_image(true: Any, recon: Any, max_val: float = 1.0) -> np.ndarray:
+    """Structural similarity of each image pair (tf.image.ssim, averaged over channels); shape (N,).
+
+    1 means identical, values near 0 mean unrelated structure. MSE alone rates
+    a flat grey guess well; SSIM does not. tf.image.ssim needs images at least
+    as large as its 11x11 window, so the window shrinks to fit smaller images
+    (28x28 and 32x32 use the standard 11x11).
+    """
+    _check_max_val(max_val)
+    true_array, recon_array = _as_pair(true, recon)
+    filter_size = min(SSIM_FILTER_SIZE, true_array.shape[1], true_array.shape[2])
+    ssim = tf.image.ssim(
+        tf.convert_to_tensor(true_array, dtype=tf.float32),
+        tf.convert_to_tensor(recon_array, dtype=tf.float32),
+        max_val=max_val,
+        filter_size=filter_size,
+    )
+    return ssim.numpy().astype(np.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class ReconstructionScores:
+    """Per-image MSE, PSNR (dB) and SSIM of one set of reconstructions, with their means.
+
+    The arrays are stored read-only so a frozen score really cannot change.
+    """
+
+    mse: np.ndarray
+    psnr: np.ndarray
+    ssim: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("mse", "psnr", "ssim"):
+            values = np.array(getattr(self, name), dtype=np.float64)
+            values.flags.writeable = False
+            object.__setattr__(self, name, values)
+        if not self.mse.shape == self.psnr.shape == self.ssim.shape or self.mse.ndim != 1:
+            raise ValueError(
+                f"mse, psnr and ssim must be 1-D arrays of one length, got shapes "
+                f"{self.mse.shape}, {self.psnr.shape} and {self.ssim.shape}; "
+                "build scores with reconstruction_scores()."
+            )
+
+    @property
+    def n(self) -> int:
+        return int(self.mse.shape[0])
+
+    @property
+    def mean_mse(self) -> float:
+        return float(np.mean(self.mse))
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(np.mean(self.psnr))
+
+    @property
+    def mean_ssim(self) -> float:
+        return float(np.mean(self.ssim))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary: the count, the three means and the per-image lists."""
+        return {
+            "n": self.n,
+            "mean_mse": self.mean_mse,
+            "mean_psnr": self.mean_psnr,
+            "mean_ssim": self.mean_ssim,
+            "mse": self.mse.tolist(),
+            "psnr": self.psnr.tolist(),
+            "ssim": self.ssim.tolist(),
+        }
+
+
+def reconstruction_scores(true: Any, recon: Any, *, minmax: bool = False) -> ReconstructionScores:
+    """Score reconstructions against the true images (max_val 1).
+
+    With minmax=True each reconstruction (not the true image) is first min-max
+    normalised, the convention the paper uses for CIFAR-10; MNIST-like
+    results are scored as they are.
+    """
+    true_array, recon_array = _as_pair(true, recon)
+    if minmax:
+        recon_array = minmax_normalize(recon_array)
+    return ReconstructionScores(
+        mse=mse_per_image(true_array, recon_array),
+        psnr=psnr_per_image(true_array, recon_array),
+        ssim=ssim_per_image(true_array, recon_array),
+    )
+
+
+def baseline_scores(
+    true: Any, *, seed: int = 0, mean_image: Any | None = None
+) -> dict[str, ReconstructionScores]:
+    """Scores of guesses that use no leaked information, to give attack scores a scale.
+
+    "constant_0.5" is a flat grey image (the attack's starting point),
+    "uniform_random" is seeded uniform noise in [0, 1), and "dataset_mean"
+    (only when mean_image, shaped (H, W, C), is given) is the training set's
+    mean image. An attack that does not beat these has not reconstructed anything.
+    """
+    true_array = _as_batch(true, "true")
+    guesses = {
+        "constant_0.5": np.full(true_array.shape, 0.5),
+        "uniform_random": np.random.default_rng(seed).random(true_array.shape),
+    }
+    if mean_image is not None:
+        mean_array = np.asarray(mean_image, dtype=np.float64)
+        if mean_array.shape != true_array.shape[1:]:
+            raise ValueError(
+                f"mean_image has shape {mean_array.shape} but the true images are "
+                f"{true_array.shape[1:]} each; pass one (H, W, C) image, e.g. x_train.mean(axis=0)."
+            )
+        guesses["dataset_mean"] = np.broadcast_to(mean_array, true_array.shape)
+    return {name: reconstruction_scores(true_array, guess) for name, guess in guesses.items()}
+
+
+@dataclass(frozen=True)
+class CloneQuality:
+    """How good a stolen client clone is, measured through the real server.
+
+    original_accuracy: accuracy of server(client(x)), the deployed model.
+    clone_accuracy: accuracy of server(clone(x)), the attacker's stolen model.
+    agreement: fraction of inputs where both predict the same class.
+    n: number of inputs scored.
+    """
+
+    original_accuracy: float
+    clone_accuracy: float
+    agreement: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict of the four fields."""
+        return asdict(self)
+
+
+def _call(model: ModelLike, inputs: Any) -> Any:
+    """Run a Keras model in inference mode, or call any other callable as it is."""
+    if isinstance(model, keras.layers.Layer):
+        return model(inputs, training=False)
+    return model(inputs)
+
+
+def _as_labels(y: Any, n: int) -> np.ndarray:
+    """Return integer labels of shape (n,), accepting the (n, 1) shape Keras datasets use."""
+    labels = np.asarray(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"y must hold one integer class label per input, shape ({n},), got shape "
+            f"{labels.shape} and dtype {labels.dtype}; for one-hot labels pass y.argmax(axis=-1)."
+        )
+    return labels
+
+
+def clone_quality(
+    client: ModelLike, clone: ModelLike, server: ModelLike, x: Any, y: Any, *, batch_size: int = 512
+) -> CloneQuality:
+    """Compare server(clone(x)) with server(client(x)) on labelled data, in batches.
+
+    Batching keeps a full test set (e.g. 10k CIFAR-10 images) within memory;
+    the result does not depend on batch_size.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    inputs = np.asarray(x, dtype=np.float32)
+    n = int(inputs.shape[0])
+    if n == 0:
+        raise ValueError(f"x is empty (shape {inputs.shape}); pass at least one input.")
+    labels = _as_labels(y, n)
+    original_correct = clone_correct = agreeing = 0
+    for start in range(0, n, batch_size):
+        batch = inputs[start : start + batch_size]
+        batch_labels = labels[start : start + batch_size]
+        original = np.argmax(np.asarray(_call(server, _call(client, batch))), axis=-1)
+        cloned = np.argmax(np.asarray(_call(server, _call(clone, batch))), axis=-1)
+        original_correct += int(np.sum(original == batch_labels))
+        clone_correct += int(np.sum(cloned == batch_labels))
+        agreeing += int(np.sum(cloned == original))
+    return CloneQuality(
+        original_accuracy=original_correct / n,
+        clone_accuracy=clone_correct / n,
+        agreement=agreeing / n,
+        n=n,
+    )

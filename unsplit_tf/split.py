@@ -1,0 +1,213 @@
+"""Cut a Keras functional model into client and server sub-models.
+
+Depth follows the authors' code: every layer that computes (conv, activation,
+pooling, dense, ...) counts, 0-based, in the model's topological order; layers
+that only reshape or are inactive at inference (`STRUCTURAL_LAYERS`) do not.
+"Split depth k" puts counted layers 0..k on the client. The sub-models reuse
+the original's layer objects, so they share its weights and
+`server(client(x)) == model(x)` exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+# Layers that move or drop values without computing a feature: they do not count towards depth.
+STRUCTURAL_LAYERS = (layers.InputLayer, layers.Flatten, layers.Reshape, layers.Permute, layers.Dropout)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A model cut in two: the client computes `cut_layer` and everything before it."""
+
+    client: keras.Model
+    server: keras.Model
+    cut_layer: str
+    depth: int
+
+
+@dataclass(frozen=True)
+class UShapedSplit:
+    """A model cut in three for label inference: the client keeps the input layers and the head."""
+
+    client_bottom: keras.Model
+    server: keras.Model
+    client_head: keras.Model
+
+
+def as_functional(model: keras.Model) -> keras.Model:
+    """Return `model` as a functional graph of its own layers (weights shared).
+
+    Sequential models are rebuilt as functional ones; subclassed models have no
+    layer graph to cut and are refused.
+    """
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"expected a keras.Model, got {type(model).__name__}")
+    if isinstance(model, keras.Sequential):
+        if not model.built or not model.inputs:
+            raise ValueError(
+                "this Sequential model has no input shape yet; start it with keras.Input(shape=...) "
+                "or call model.build(input_shape) before splitting"
+            )
+        inputs = keras.Input(shape=model.inputs[0].shape[1:], dtype=model.inputs[0].dtype)
+        x = inputs
+        for layer in model.layers:
+            x = layer(x)
+        return keras.Model(inputs, x, name=model.name)
+    if not hasattr(model, "_inbound_nodes") or not getattr(model, "_operations", None) or not model.inputs:
+        raise ValueError(
+            f"model '{model.name}' is a subclassed keras.Model: its layers form no graph that can be cut. "
+            "Rebuild it with the functional API (keras.Input ... keras.Model(inputs, outputs)) or keras.Sequential"
+        )
+    return model
+
+
+def counted_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers that count towards depth, in topological order."""
+    return [layer for layer in as_functional(model).layers if not isinstance(layer, STRUCTURAL_LAYERS)]
+
+
+def split_model(model: keras.Model, *, depth: int | None = None, layer: str | None = None) -> Split:
+    """Cut `model` after counted layer `depth`, or after the layer named `layer`.
+
+    Raises ValueError when the cut is impossible: depth out of range, unknown
+    layer, a layer with several outputs or uses, or a skip connection that
+    crosses the cut (the server would need a second tensor from the client).
+    """
+    model = as_functional(model)
+    cut = _cut_layer(model, depth=depth, layer=layer)
+    cut_tensor = _single_output(model, cut)
+    _check_separates(model, cut_tensor, cut.name)
+    client = keras.Model(model.input, cut_tensor, name=f"{model.name}_client")
+    server = keras.Model(cut_tensor, model.output, name=f"{model.name}_server")
+    return Split(client=client, server=server, cut_layer=cut.name, depth=_depth_of(model, cut))
+
+
+def split_u_shaped(model: keras.Model, *, depth: int, head_layers: int = 1) -> UShapedSplit:
+    """Cut `model` after `depth` and before its last `head_layers` counted layers.
+
+    The client runs the bottom (input side) and the head (output layer, where
+    the labels are); the server runs what lies between.
+    """
+    model = as_functional(model)
+    counted = counted_layers(model)
+    if head_layers < 1:
+        raise ValueError(f"head_layers must be at least 1, got {head_layers}")
+    head_start = len(counted) - head_layers  # index of the first head layer
+    if not 0 <= depth < head_start - 1:
+        raise ValueError(
+            f"depth {depth} leaves no layer for the server in model '{model.name}' with a head of "
+            f"{head_layers} layer(s): choose depth in 0..{head_start - 2}"
+        )
+    bottom = split_model(model, depth=depth)
+    top = split_model(model, depth=head_start - 1)
+    bottom_tensor = _single_output(model, model.get_layer(bottom.cut_layer))
+    top_tensor = _single_output(model, model.get_layer(top.cut_layer))
+    server = keras.Model(bottom_tensor, top_tensor, name=f"{model.name}_server")
+    return UShapedSplit(client_bottom=bottom.client, server=server, client_head=top.server)
+
+
+def clone_architecture(model: keras.Model, *, seed: int = 0) -> keras.Model:
+    """A copy of `model`'s architecture with fresh random weights: the attacker's starting point.
+
+    Seeds Keras' global random state (as keras.utils.set_random_seed does) so
+    that the same seed gives the same initial weights.
+    """
+    keras.utils.set_random_seed(seed)
+    clone = keras.models.clone_model(as_functional(model))
+    clone.name = f"{model.name}_clone"
+    return clone
+
+
+def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> keras.layers.Layer:
+    if (depth is None) == (layer is None):
+        raise ValueError("give exactly one of depth= or layer= to say where to cut")
+    if layer is not None:
+        names = [candidate.name for candidate in model.layers]
+        if layer not in names:
+            close = difflib.get_close_matches(layer, names, n=3)
+            hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+            raise ValueError(f"model '{model.name}' has no layer named '{layer}'{hint} Its layers: {', '.join(names)}")
+        cut = model.get_layer(layer)
+        if isinstance(cut, layers.InputLayer):
+            raise ValueError(f"layer '{layer}' is the model's input: cutting there leaves nothing for the client")
+        if cut is model.layers[-1] or any(cut is out._keras_history.operation for out in model.outputs):
+            raise ValueError(f"layer '{layer}' is an output layer: cutting there leaves nothing for the server")
+        return cut
+    counted = counted_layers(model)
+    if not isinstance(depth, int) or not 0 <= depth <= len(counted) - 2:
+        raise ValueError(
+            f"depth {depth} is out of range for model '{model.name}': valid depths are 0..{len(counted) - 2} "
+            f"(0 cuts after '{counted[0].name}', {len(counted) - 2} after '{counted[-2].name}'; "
+            "the last layer must stay on the server)"
+        )
+    return counted[depth]
+
+
+def _single_output(model: keras.Model, layer: keras.layers.Layer):
+    # Only this model's nodes count: building sub-models adds nodes to the shared layers.
+    nodes = [node for level in model._nodes_by_depth.values() for node in level if node.operation is layer]
+    if len(nodes) != 1:
+        raise ValueError(
+            f"layer '{layer.name}' is used {len(nodes)} times in the model, so a cut there is ambiguous; cut at another layer"
+        )
+    outputs = nodes[0].output_tensors
+    if len(outputs) != 1:
+        raise ValueError(
+            f"layer '{layer.name}' has {len(outputs)} outputs; a cut must be a single tensor, so cut at another layer"
+        )
+    return outputs[0]
+
+
+def _depth_of(model: keras.Model, cut: keras.layers.Layer) -> int:
+    """Depth of a cut after `cut`: the index of the last counted layer at or before it."""
+    order = model.layers
+    position = next(i for i, candidate in enumerate(order) if candidate is cut)
+    return sum(1 for candidate in order[: position + 1] if not isinstance(candidate, STRUCTURAL_LAYERS)) - 1
+
+
+def _parents(tensor) -> list:
+    operation, node_index, _ = tensor._keras_history
+    return list(operation._inbound_nodes[node_index].input_tensors)
+
+
+def _check_separates(model: keras.Model, cut_tensor, cut_name: str) -> None:
+    """Raise unless every path from the inputs to the outputs passes through `cut_tensor`."""
+    client_side = set()
+    stack = [cut_tensor]
+    while stack:
+        tensor = stack.pop()
+        if id(tensor) not in client_side:
+            client_side.add(id(tensor))
+            stack.extend(_parents(tensor))
+    seen, reaches_cut = set(), False
+    stack = list(model.outputs)
+    while stack:
+        tensor = stack.pop()
+        if tensor is cut_tensor:
+            reaches_cut = True
+            continue
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        consumer = tensor._keras_history.operation
+        parents = _parents(tensor)
+        if not parents:
+            raise ValueError(
+                f"the server would need the model input '{consumer.name}' directly, besides the cut after "
+                f"'{cut_name}'; a cut must be the only tensor the server receives"
+            )
+        for parent in parents:
+            if id(parent) in client_side and parent is not cut_tensor:
+                raise ValueError(
+                    f"a skip connection crosses the cut after '{cut_name}': layer '{consumer.name}' on the server "
+                    f"also reads the output of '{parent._keras_history.operation.name}' on the client. "
+                    "Cut before the branch starts or after the branches merge"
+                )
+            stack.append(parent)
+    if not reaches_cut:
+        raise ValueError(f"the output of layer '{cut_name}' does not lead to the model's output; cut on the main path")
