@@ -1,0 +1,165 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from unsplit_tf.attacks.inversion import InversionConfig, invert, preset, total_variation, uses_xla
+from unsplit_tf.metrics import baseline_scores, reconstruction_scores
+from unsplit_tf.models import mnist_net
+from unsplit_tf.split import clone_architecture, split_model
+
+TINY = InversionConfig(main_iters=4, input_iters=10, model_iters=10)
+
+
+def smooth_images(n: int, seed: int = 1) -> np.ndarray:
+    """Blurry blobs on black: image-like inputs whose structure an inversion can find."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[0:28, 0:28]
+    images = np.zeros((n, 28, 28, 1), np.float32)
+    for i in range(n):
+        for _ in range(2):
+            r, c, width = rng.uniform(6, 22), rng.uniform(6, 22), rng.uniform(3, 6)
+            images[i, ..., 0] += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * width**2))
+    return np.clip(images, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def depth1_client():
+    return split_model(mnist_net(), depth=1).client
+
+
+def test_untrained_depth1_inversion_beats_random_guessing_by_far(depth1_client):
+    targets = smooth_images(4)
+    config = preset("better").replace(main_iters=30, input_iters=50, model_iters=20)
+    result = invert(depth1_client, depth1_client(targets), config)
+    attack = reconstruction_scores(targets, result.reconstructions)
+    guesses = baseline_scores(targets, seed=5)
+    assert attack.mean_mse < 0.25 * guesses["constant_0.5"].mean_mse
+    assert attack.mean_mse < 0.15 * guesses["uniform_random"].mean_mse
+    assert attack.mean_ssim > guesses["constant_0.5"].mean_ssim + 0.5
+
+
+@pytest.mark.parametrize("mode", ["batched", "sequential"])
+def test_both_modes_lower_the_matching_loss(depth1_client, mode):
+    targets = smooth_images(3)
+    reports = []
+    observed = depth1_client(targets)
+    config = preset("better").replace(main_iters=10, input_iters=30, model_iters=10, mode=mode)
+    start_clone = clone_architecture(depth1_client, seed=config.seed)  # where the attack starts: fresh clone, grey x_hat
+    before = np.mean(np.square(start_clone(np.full_like(targets, config.init_value)) - observed), axis=(1, 2, 3))
+    result = invert(depth1_client, observed, config, on_round=reports.append)
+    assert result.finished.all() and not result.interrupted
+    assert list(result.rounds_run) == [10, 10, 10]
+    final = np.array([history[-1] for history in result.matching_loss])
+    assert np.all(final < 0.5 * before)
+    assert len(reports) == (10 if mode == "batched" else 30)
+    groups = {report.targets for report in reports}
+    assert groups == ({(0, 1, 2)} if mode == "batched" else {(0,), (1,), (2,)})
+
+
+def test_the_attack_never_reads_the_clients_weights(depth1_client, rng):
+    """Two clients with the same architecture but different weights give the same attack on the same z."""
+    keras.utils.set_random_seed(123)
+    other = split_model(mnist_net(), depth=1).client
+    assert not np.allclose(other.get_weights()[0], depth1_client.get_weights()[0])
+    observed = depth1_client(smooth_images(2))
+    first, second = invert(depth1_client, observed, TINY), invert(other, observed, TINY)
+    np.testing.assert_allclose(first.reconstructions, second.reconstructions, atol=1e-6)
+
+
+def test_same_seed_reproduces_and_clone_matches_the_architecture(depth1_client):
+    observed = depth1_client(smooth_images(2))
+    first, again = invert(depth1_client, observed, TINY), invert(depth1_client, observed, TINY)
+    np.testing.assert_allclose(first.reconstructions, again.reconstructions, atol=1e-6)
+    clone = first.clone
+    assert [type(layer) for layer in clone.layers] == [type(layer) for layer in depth1_client.layers]
+    assert [w.shape for w in clone.get_weights()] == [w.shape for w in depth1_client.get_weights()]
+    assert not any(np.allclose(a, b) for a, b in zip(clone.get_weights()[:1], depth1_client.get_weights()[:1]))
+
+
+def test_box_constraint_keeps_pixels_in_range(depth1_client):
+    observed = depth1_client(smooth_images(2))
+    boxed = invert(depth1_client, observed, TINY.replace(box=(0.4, 0.6), input_lr=0.05))
+    assert boxed.reconstructions.min() >= 0.4 and boxed.reconstructions.max() <= 0.6
+    free = invert(depth1_client, observed, TINY.replace(input_lr=0.05))
+    assert free.reconstructions.min() < 0.4 or free.reconstructions.max() > 0.6
+
+
+def test_early_stop_when_the_loss_stops_improving(depth1_client):
+    config = TINY.replace(main_iters=50, patience=2, min_delta=0.99)  # nothing improves by 99 %
+    result = invert(depth1_client, depth1_client(smooth_images(2)), config)
+    assert result.stopped_early.all() and result.finished.all()
+    assert list(result.rounds_run) == [3, 3]  # round 1 sets the best, then 2 rounds without progress
+
+
+def test_interrupt_keeps_what_was_finished(depth1_client):
+    def stop_on_second_target(report):
+        if report.targets == (1,) and report.round == 2:
+            raise KeyboardInterrupt
+
+    targets = smooth_images(3)
+    result = invert(depth1_client, depth1_client(targets), TINY.replace(mode="sequential"), on_round=stop_on_second_target)
+    assert result.interrupted
+    assert list(result.finished) == [True, False, False]
+    assert list(result.rounds_run) == [4, 2, 0]
+    assert not np.allclose(result.reconstructions[0], 0.5)
+    np.testing.assert_array_equal(result.reconstructions[2], np.full((28, 28, 1), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("jit", [True, False])
+def test_xla_and_graph_mode_agree(depth1_client, jit):
+    observed = depth1_client(smooth_images(2))
+    reference = invert(depth1_client, observed, TINY.replace(jit_compile=not jit))
+    result = invert(depth1_client, observed, TINY.replace(jit_compile=jit))
+    np.testing.assert_allclose(result.reconstructions, reference.reconstructions, atol=1e-3)
+
+
+def test_xla_policy():
+    assert uses_xla(TINY.replace(jit_compile=False), 1) is False
+    assert uses_xla(TINY.replace(jit_compile=True), 500) is True
+    if not tf.config.list_logical_devices("GPU"):
+        assert uses_xla(TINY, 1) and not uses_xla(TINY, 100)
+
+
+def test_total_variation_is_the_authors_squared_mean_per_direction():
+    image = np.zeros((1, 3, 4, 1), np.float32)
+    image[0, 1, 1, 0] = 1.0  # one bright pixel: 2 of 2x4 vertical and 2 of 3x3 horizontal differences are ±1
+    assert float(total_variation(image)[0]) == pytest.approx(2 / 8 + 2 / 9)
+    batch = np.concatenate([image, np.zeros_like(image)])
+    np.testing.assert_allclose(total_variation(batch).numpy(), [2 / 8 + 2 / 9, 0.0], rtol=1e-6)
+
+
+def test_paper_defaults():
+    paper = preset("paper")
+    assert (paper.main_iters, paper.input_iters, paper.model_iters) == (1000, 100, 100)
+    assert (paper.lambda_tv, paper.lambda_l2, paper.input_lr, paper.model_lr, paper.init_value) == (0.1, 1.0, 1e-3, 1e-3, 0.5)
+    assert paper.box is None and paper.patience is None
+    assert paper.steps_per_target == 200_000
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"main_iters": 0}, "main_iters must be at least 1"),
+        ({"lambda_tv": -1}, "lambda_tv must be 0 or more"),
+        ({"input_lr": 0}, "input_lr must be positive"),
+        ({"box": (1.0, 0.0)}, "low < high"),
+        ({"mode": "parallel"}, "mode must be one of batched, sequential"),
+        ({"patience": 0}, "patience"),
+    ],
+)
+def test_bad_config_is_refused(changes, message):
+    with pytest.raises(ValueError, match=message):
+        InversionConfig(**changes)
+
+
+def test_unknown_preset_lists_the_names():
+    with pytest.raises(ValueError, match="paper, better"):
+        preset("best")
+
+
+def test_observed_activations_must_match_the_cut(depth1_client):
+    with pytest.raises(ValueError, match=r"observed activations have shape \(2, 12, 12, 8\).*\(N, 24, 24, 8\)"):
+        invert(depth1_client, np.zeros((2, 12, 12, 8), np.float32), TINY)
+    with pytest.raises(ValueError, match="0 rows"):
+        invert(depth1_client, np.zeros((0, 24, 24, 8), np.float32), TINY)

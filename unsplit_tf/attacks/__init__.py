@@ -1,0 +1,5 @@
+"""Attacks of an honest-but-curious split-learning server.
+
+Each attack takes what the server really has and returns a result object;
+evaluation against the ground truth lives beside it, outside the attack.
+"""
