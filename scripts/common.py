@@ -1,13 +1,37 @@
-"""What every front-door script shares: dataset flags, progress display, quiet TensorFlow."""
+"""What every front-door script shares: dataset flags, progress display, quiet TensorFlow.
+
+Import this module before anything that imports TensorFlow.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import warnings
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """Point file descriptor 2 at /dev/null: TensorFlow's C++ start-up lines are written before
+    its logging can be configured, so no environment variable reaches them."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+with _stderr_silenced():
+    import tensorflow as tf
+
+    tf.config.list_logical_devices()  # initialises the devices (and prints "no CUDA" on CPU machines) now
 
 import keras  # noqa: E402
 

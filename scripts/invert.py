@@ -18,9 +18,10 @@ import json
 import sys
 from pathlib import Path
 
-import keras
-import numpy as np
-from common import add_data_flags, add_training_flags, load_data, trained_model
+from common import add_data_flags, add_training_flags, load_data, trained_model  # first: quiets TensorFlow
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from unsplit_tf.attacks.inversion import MODES, PRESETS, InversionConfig, RoundReport, invert, preset
 from unsplit_tf.data import Dataset
