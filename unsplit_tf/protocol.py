@@ -209,3 +209,128 @@ def _fingerprint(data: Dataset, config: TrainConfig) -> str:
         digest.update(str(array.shape).encode())
         digest.update(np.ascontiguousarray(array[:: max(1, len(array) // 256)]).tobytes())
     return digest.hexdigest()[:12]
+
+
+# ---------------------------------------------------------------- U-shaped split learning (label inference)
+
+from unsplit_tf.split import UShapedSplit  # noqa: E402  (kept with the code that uses it)
+
+
+@dataclass(frozen=True)
+class UShapedWireRecord:
+    """What one U-shaped training step exposes to the server.
+
+    In a U-shaped split the client keeps the head (the output layer and the
+    labels), so the server sends `activations` *down* to the head and receives
+    `activation_gradients` back. `head_kernel_gradient` is the gradient of the
+    client's last-layer kernel: a standard server never sees it; it is what the
+    UnSplit authors' code compares (the `weight_gradient` observation model).
+    """
+
+    step: int
+    indices: np.ndarray  # which rows of the training inputs this batch holds (for evaluation only)
+    activations: tf.Tensor  # server -> client head: inputs of the head, one row per example
+    activation_gradients: tf.Tensor  # client head -> server: d loss / d activations, one row per example
+    head_kernel_gradient: tf.Tensor  # d loss / d (kernel of the head's last layer), summed over the batch
+    loss: float
+
+
+class UShapedTrainer:
+    """Trains a `UShapedSplit` (client bottom, server middle, client head), one optimiser per party.
+
+    The client's optimiser covers its bottom and its head; the server's covers
+    the middle. `train_step` is a `tf.function` traced once for any batch size
+    and returns (loss, activations, activation_gradients, head_kernel_gradient).
+    """
+
+    def __init__(self, split: UShapedSplit, config: TrainConfig = TrainConfig()) -> None:
+        self.client_bottom, self.server, self.client_head = split.client_bottom, split.server, split.client_head
+        for sender, receiver, what in (
+            (self.client_bottom, self.server, "client bottom output / server input"),
+            (self.server, self.client_head, "server output / client head input"),
+        ):
+            if tuple(sender.output.shape[1:]) != tuple(receiver.input.shape[1:]):
+                raise ValueError(
+                    f"{what} shapes differ: {tuple(sender.output.shape[1:])} vs {tuple(receiver.input.shape[1:])}; "
+                    "build all three parts with split_u_shaped from one model"
+                )
+        last = self.client_head.layers[-1]
+        if getattr(last, "kernel", None) is None:
+            raise ValueError(f"the head's last layer '{last.name}' has no kernel, so it has no weight gradient to record")
+        self.head_kernel = last.kernel
+        self.config = config
+        self.client_optimizer = make_optimizer(config)
+        self.server_optimizer = make_optimizer(config)
+        self.steps_done = 0
+        input_spec = tf.TensorSpec((None, *self.client_bottom.input.shape[1:]), tf.float32)
+        self.train_step = tf.function(self._train_step, input_signature=[input_spec, tf.TensorSpec((None,), tf.int64)])
+        self._predict = tf.function(
+            lambda x: self.client_head(self.server(self.client_bottom(x, training=False), training=False), training=False),
+            input_signature=[input_spec],
+        )
+
+    def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+        client_variables = self.client_bottom.trainable_variables + self.client_head.trainable_variables
+        with tf.GradientTape() as bottom_tape:
+            smashed = self.client_bottom(x, training=True)
+        # --- the wire: `smashed` goes up to the server ---
+        with tf.GradientTape() as server_tape:
+            server_tape.watch(smashed)
+            activations = self.server(smashed, training=True)
+        # --- the wire: `activations` go down to the client's head ---
+        with tf.GradientTape() as head_tape:
+            head_tape.watch(activations)
+            loss = cross_entropy(y, self.client_head(activations, training=True))
+        head_variables = self.client_head.trainable_variables
+        head_grads, activation_grads = head_tape.gradient(loss, [head_variables, activations])
+        kernel_grad = head_grads[next(i for i, v in enumerate(head_variables) if v is self.head_kernel)]
+        # --- the wire: `activation_grads` go back up to the server ---
+        server_grads, smashed_grads = server_tape.gradient(
+            activations, [self.server.trainable_variables, smashed], output_gradients=activation_grads
+        )
+        self.server_optimizer.apply_gradients(zip(server_grads, self.server.trainable_variables))
+        # --- the wire: `smashed_grads` go back down to the client's bottom ---
+        bottom_grads = bottom_tape.gradient(smashed, self.client_bottom.trainable_variables, output_gradients=smashed_grads)
+        self.client_optimizer.apply_gradients(zip(bottom_grads + head_grads, client_variables))
+        return loss, activations, activation_grads, kernel_grad
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int | None = None,
+        on_step: Callable[[UShapedWireRecord], None] | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> list[float]:
+        """Train for `epochs` (default: the config's) over shuffled batches; returns the mean loss per epoch.
+
+        `on_step` receives each step's `UShapedWireRecord`; `on_epoch(epoch, mean_loss)` runs after each epoch.
+        """
+        epochs = self.config.epochs if epochs is None else epochs
+        _check_xy(x, y, self.client_bottom.input.shape[1:])
+        rng = np.random.default_rng(self.config.seed)
+        batch = self.config.batch_size
+        epoch_losses = []
+        for epoch in range(epochs):
+            order = rng.permutation(len(x))
+            losses = []
+            for start in range(0, len(x), batch):
+                index = order[start : start + batch]
+                loss, activations, activation_grads, kernel_grad = self.train_step(
+                    tf.constant(x[index]), tf.constant(y[index], tf.int64)
+                )
+                losses.append(float(loss))
+                self.steps_done += 1
+                if on_step is not None:
+                    on_step(UShapedWireRecord(self.steps_done, index, activations, activation_grads, kernel_grad, losses[-1]))
+            epoch_losses.append(float(np.mean(losses)))
+            if on_epoch is not None:
+                on_epoch(epoch, epoch_losses[-1])
+        return epoch_losses
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
+        """Accuracy of the whole U-shaped model on (x, y)."""
+        _check_xy(x, y, self.client_bottom.input.shape[1:])
+        logits = np.concatenate([self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+        return float(np.mean(logits.argmax(axis=1) == y))

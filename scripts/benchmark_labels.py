@@ -1,0 +1,191 @@
+"""Label inference speed: examples attacked per second, against the authors' one-at-a-time loop.
+
+    python scripts/benchmark_labels.py
+
+`run()` returns the figures as a dict (for scripts/benchmark.py). The
+attacked head is the MNIST net's (84 -> 10 logits). Its inputs and the
+gradients the server observes come from a client head that trains on them
+(one Adam step per batch), computed before the clock starts: only the attack
+is timed, not split learning. Every attack includes its clone's training step,
+as the original does.
+
+The baseline is the authors' algorithm as they wrote it, in TensorFlow eager
+mode (their code is PyTorch eager, which is not installed here): per example,
+ten backward passes through the clone (one per candidate label), the MSE of
+each weight gradient with the observed one, then one optimiser step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from unsplit_tf.attacks.labels import LabelInferenceAttack, LabelInferenceConfig  # noqa: E402
+from unsplit_tf.protocol import cross_entropy  # noqa: E402
+
+FEATURES, CLASSES = 84, 10
+WARMUP = 2
+"""Batches attacked before the clock starts (tracing, first calls)."""
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # activations, kernel gradient, activation gradients, labels
+
+
+def head_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input(shape=(FEATURES,))
+    return keras.Model(inputs, keras.layers.Dense(CLASSES, name="logits")(inputs), name="head")
+
+
+def observations(count: int, batch: int, seed: int) -> list[Batch]:
+    """What the server sees over `count` training steps of a client head (Adam step on the true labels each)."""
+    rng = np.random.default_rng(seed)
+    client = head_model(seed)
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3, amsgrad=True)
+    batches = []
+    for _ in range(count):
+        a = tf.constant(np.maximum(rng.normal(size=(batch, FEATURES)), 0), tf.float32)
+        y = rng.integers(0, CLASSES, batch)
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            loss = cross_entropy(y, client(a))
+        d_a, *grads = tape.gradient(loss, [a, *client.trainable_variables])
+        batches.append((a.numpy(), grads[0].numpy(), d_a.numpy(), y))
+        optimizer.apply_gradients(zip(grads, client.trainable_variables))
+    return batches
+
+
+def original_attack(seed: int) -> Callable[[Batch], np.ndarray]:
+    """The authors' label inference for one example: ten backward passes, then one clone step."""
+    clone = head_model(seed)
+    kernel = clone.layers[-1].kernel
+    optimizer = keras.optimizers.Adam(learning_rate=1e-3, amsgrad=True)
+
+    def attack(batch: Batch) -> np.ndarray:
+        a, observed = tf.constant(batch[0]), batch[1]
+        errors = []
+        for candidate in range(CLASSES):
+            with tf.GradientTape() as tape:
+                loss = cross_entropy(tf.constant([candidate]), clone(a))
+            errors.append(float(tf.reduce_mean(tf.square(tape.gradient(loss, kernel) - observed))))
+        label = int(np.argmin(errors))
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(tf.constant([label]), clone(a))
+        optimizer.apply_gradients(zip(tape.gradient(loss, clone.trainable_variables), clone.trainable_variables))
+        return np.array([label])
+
+    return attack
+
+
+def library_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]:
+    """`LabelInferenceAttack.step` on one observation model, one training step per call.
+
+    For activation gradients the first example of each class is known (they name the classes).
+    """
+    attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
+    seen: set[int] = set()
+
+    def step(batch: Batch) -> np.ndarray:
+        known = _first_of_class(batch[3][None], seen)[0] if observation == "activation_gradient" else None
+        return attack.step(batch[0], batch[1 if observation == "weight_gradient" else 2], known_labels=known).labels
+
+    return step
+
+
+def recorded_run_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]:
+    """`LabelInferenceAttack.steps`: many recorded training steps per call (batches of stacked steps)."""
+    attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
+    seen: set[int] = set()
+
+    def steps(stacked: Batch) -> np.ndarray:
+        known = _first_of_class(stacked[3], seen) if observation == "activation_gradient" else None
+        return attack.steps(stacked[0], stacked[1 if observation == "weight_gradient" else 2], known_labels=known).labels
+
+    return steps
+
+
+def _first_of_class(labels: np.ndarray, seen: set[int]) -> np.ndarray:
+    known = np.full(labels.shape, -1, np.int64)
+    for index, label in np.ndenumerate(labels):
+        if label not in seen:
+            seen.add(int(label))
+            known[index] = label
+    return known
+
+
+def stacked(stream: list[Batch], steps_per_call: int) -> list[Batch]:
+    """Group consecutive training steps: each item holds `steps_per_call` steps, arrays stacked."""
+    return [
+        tuple(np.stack([batch[part] for batch in stream[i : i + steps_per_call]]) for part in range(4))
+        for i in range(0, len(stream), steps_per_call)
+    ]
+
+
+def timed(attack: Callable[[Batch], np.ndarray], stream: list[Batch]) -> tuple[float, float]:
+    """(examples per second after the warm-up items, accuracy over the whole stream)."""
+    labels, start = [], time.perf_counter()
+    for position, batch in enumerate(stream):
+        if position == WARMUP:
+            start = time.perf_counter()
+        labels.append(np.asarray(attack(batch)).reshape(-1))
+    seconds = time.perf_counter() - start
+    examples = sum(batch[3].size for batch in stream[WARMUP:])
+    accuracy = float(np.mean(np.concatenate(labels) == np.concatenate([batch[3].reshape(-1) for batch in stream])))
+    return examples / seconds, accuracy
+
+
+def run(
+    *,
+    examples: int = 2048,
+    original_examples: int = 100,
+    batch_sizes: tuple[int, ...] = (1, 8, 64),
+    steps_per_call: int = 256,
+    seed: int = 0,
+) -> dict:
+    """Examples attacked per second: the original loop, and `LabelInferenceAttack` per observation model and batch size.
+
+    Online, one `step` call per training step at each batch size; and offline, a recorded
+    batch-1 run attacked `steps_per_call` steps per `steps` call. Keys of report["attack"]
+    are "<observation>/b<batch>" and "<observation>/b1, <n> recorded steps per call".
+    """
+    speed, accuracy = timed(original_attack(seed + 1), observations(WARMUP + original_examples, 1, seed))
+    report = {
+        "head": f"{FEATURES} -> {CLASSES} (MNIST net)",
+        "machine": f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}",
+        "original_loop": {"examples_per_s": speed, "accuracy": accuracy},
+        "attack": {},
+    }
+    for observation in ("weight_gradient", "activation_gradient"):
+        runs = [(f"b{batch}", batch, library_attack, 1) for batch in batch_sizes]
+        runs.append((f"b1, {steps_per_call} recorded steps per call", 1, recorded_run_attack, steps_per_call))
+        for name, batch, make, per_call in runs:
+            stream = observations((WARMUP + max(1, examples // (batch * per_call))) * per_call, batch, seed)
+            if per_call > 1:
+                stream = stacked(stream, per_call)
+            attack_speed, accuracy = timed(make(observation, seed + 1), stream)
+            report["attack"][f"{observation}/{name}"] = {
+                "examples_per_s": attack_speed,
+                "speedup_vs_original": attack_speed / speed,
+                "accuracy": accuracy,
+            }
+    return report
+
+
+def main() -> None:
+    report = run()
+    print(f"label inference, head {report['head']}, {report['machine']} (examples attacked per second, clone step included):")
+    original = report["original_loop"]
+    name = "original loop, TF eager, 10 backward passes each"
+    print(f"  {name:50s} {original['examples_per_s']:10,.0f} {'':8s} accuracy {original['accuracy']:.1%}")
+    for name, row in report["attack"].items():
+        print(f"  {name:50s} {row['examples_per_s']:10,.0f} {row['speedup_vs_original']:7,.0f}x  accuracy {row['accuracy']:.1%}")
+
+
+if __name__ == "__main__":
+    main()
