@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from unsplit_tf.data import Dataset
 from unsplit_tf.models import reference_net
-from unsplit_tf.split import split_model
+from unsplit_tf.split import UShapedSplit, split_model
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,83 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate=config.learning_rate, amsgrad=config.amsgrad)
 
 
-class SplitTrainer:
+class _Trainer:
+    """What every split-learning trainer shares: the shuffled batch loop, prediction, accuracy.
+
+    A subclass supplies `_train_step(x, y) -> (loss, *wire traffic)` and the record type that
+    holds that traffic; `fit` hands each step's record to `on_step`.
+    """
+
+    record_type: type
+
+    def __init__(self, parts: list[keras.Model], config: TrainConfig) -> None:
+        self.config = config
+        self.steps_done = 0
+        self._shuffle = np.random.default_rng(config.seed)
+        self._input_shape = tuple(parts[0].input.shape[1:])
+        input_spec = tf.TensorSpec((None, *self._input_shape), tf.float32)
+        self.train_step = tf.function(self._train_step, input_signature=[input_spec, tf.TensorSpec((None,), tf.int64)])
+
+        def predict(x: tf.Tensor) -> tf.Tensor:
+            for part in parts:
+                x = part(x, training=False)
+            return x
+
+        self._predict = tf.function(predict, input_signature=[input_spec])
+
+    def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        raise NotImplementedError
+
+    def fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int | None = None,
+        on_step: Callable | None = None,
+        on_epoch: Callable[[int, float], None] | None = None,
+    ) -> list[float]:
+        """Train for `epochs` (default: the config's) over shuffled batches; returns the mean loss per epoch.
+
+        `on_step` receives each step's wire record; `on_epoch(epoch, mean_loss)` runs after each epoch.
+        """
+        epochs = self.config.epochs if epochs is None else epochs
+        _check_xy(x, y, self._input_shape)
+        batch = self.config.batch_size
+        epoch_losses = []
+        for epoch in range(epochs):
+            order = self._shuffle.permutation(len(x))
+            losses = []
+            for start in range(0, len(x), batch):
+                index = order[start : start + batch]
+                loss, *traffic = self.train_step(tf.constant(x[index]), tf.constant(y[index], tf.int64))
+                losses.append(float(loss))
+                self.steps_done += 1
+                if on_step is not None:
+                    on_step(self.record_type(self.steps_done, index, *traffic, losses[-1]))
+            epoch_losses.append(float(np.mean(losses)))
+            if on_epoch is not None:
+                on_epoch(epoch, epoch_losses[-1])
+        return epoch_losses
+
+    def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """The whole model's logits, in batches."""
+        return np.concatenate([self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Accuracy of the whole model on (x, y)."""
+        _check_xy(x, y, self._input_shape)
+        return float(np.mean(self.predict_logits(x).argmax(axis=1) == y))
+
+
+class SplitTrainer(_Trainer):
     """Trains a client/server pair the split-learning way, one optimiser each.
 
     `train_step` is a `tf.function` traced once for any batch size; it returns
     the wire traffic so callers can hand it to an attack or record it.
     """
+
+    record_type = WireRecord
 
     def __init__(self, client: keras.Model, server: keras.Model, config: TrainConfig = TrainConfig()) -> None:
         if tuple(client.output.shape[1:]) != tuple(server.input.shape[1:]):
@@ -77,13 +148,10 @@ class SplitTrainer:
                 f"client output shape {tuple(client.output.shape[1:])} does not match server input shape "
                 f"{tuple(server.input.shape[1:])}; split both from the same model"
             )
-        self.client, self.server, self.config = client, server, config
+        self.client, self.server = client, server
         self.client_optimizer = make_optimizer(config)
         self.server_optimizer = make_optimizer(config)
-        self.steps_done = 0
-        input_spec = tf.TensorSpec((None, *client.input.shape[1:]), tf.float32)
-        self.train_step = tf.function(self._train_step, input_signature=[input_spec, tf.TensorSpec((None,), tf.int64)])
-        self._predict = tf.function(lambda x: server(client(x, training=False), training=False), input_signature=[input_spec])
+        super().__init__([client, server], config)
 
     def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as client_tape:
@@ -98,48 +166,6 @@ class SplitTrainer:
         client_grads = client_tape.gradient(activations, self.client.trainable_variables, output_gradients=activation_grads)
         self.client_optimizer.apply_gradients(zip(client_grads, self.client.trainable_variables))
         return loss, activations, activation_grads
-
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int | None = None,
-        on_step: Callable[[WireRecord], None] | None = None,
-        on_epoch: Callable[[int, float], None] | None = None,
-    ) -> list[float]:
-        """Train for `epochs` (default: the config's) over shuffled batches; returns the mean loss per epoch.
-
-        `on_step` receives each step's `WireRecord`; `on_epoch(epoch, mean_loss)` runs after each epoch.
-        """
-        epochs = self.config.epochs if epochs is None else epochs
-        _check_xy(x, y, self.client.input.shape[1:])
-        rng = np.random.default_rng(self.config.seed)
-        batch = self.config.batch_size
-        epoch_losses = []
-        for epoch in range(epochs):
-            order = rng.permutation(len(x))
-            losses = []
-            for start in range(0, len(x), batch):
-                index = order[start : start + batch]
-                loss, activations, grads = self.train_step(tf.constant(x[index]), tf.constant(y[index], tf.int64))
-                losses.append(float(loss))
-                self.steps_done += 1
-                if on_step is not None:
-                    on_step(WireRecord(self.steps_done, index, activations, grads, losses[-1]))
-            epoch_losses.append(float(np.mean(losses)))
-            if on_epoch is not None:
-                on_epoch(epoch, epoch_losses[-1])
-        return epoch_losses
-
-    def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """`server(client(x))`, in batches."""
-        return np.concatenate([self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
-        """Accuracy of the split model on (x, y)."""
-        _check_xy(x, y, self.client.input.shape[1:])
-        return float(np.mean(self.predict_logits(x).argmax(axis=1) == y))
 
 
 def _check_xy(x: np.ndarray, y: np.ndarray, input_shape) -> None:
@@ -213,9 +239,6 @@ def _fingerprint(data: Dataset, config: TrainConfig) -> str:
 
 # ---------------------------------------------------------------- U-shaped split learning (label inference)
 
-from unsplit_tf.split import UShapedSplit  # noqa: E402  (kept with the code that uses it)
-
-
 @dataclass(frozen=True)
 class UShapedWireRecord:
     """What one U-shaped training step exposes to the server.
@@ -235,13 +258,15 @@ class UShapedWireRecord:
     loss: float
 
 
-class UShapedTrainer:
+class UShapedTrainer(_Trainer):
     """Trains a `UShapedSplit` (client bottom, server middle, client head), one optimiser per party.
 
     The client's optimiser covers its bottom and its head; the server's covers
     the middle. `train_step` is a `tf.function` traced once for any batch size
     and returns (loss, activations, activation_gradients, head_kernel_gradient).
     """
+
+    record_type = UShapedWireRecord
 
     def __init__(self, split: UShapedSplit, config: TrainConfig = TrainConfig()) -> None:
         self.client_bottom, self.server, self.client_head = split.client_bottom, split.server, split.client_head
@@ -258,16 +283,9 @@ class UShapedTrainer:
         if getattr(last, "kernel", None) is None:
             raise ValueError(f"the head's last layer '{last.name}' has no kernel, so it has no weight gradient to record")
         self.head_kernel = last.kernel
-        self.config = config
         self.client_optimizer = make_optimizer(config)
         self.server_optimizer = make_optimizer(config)
-        self.steps_done = 0
-        input_spec = tf.TensorSpec((None, *self.client_bottom.input.shape[1:]), tf.float32)
-        self.train_step = tf.function(self._train_step, input_signature=[input_spec, tf.TensorSpec((None,), tf.int64)])
-        self._predict = tf.function(
-            lambda x: self.client_head(self.server(self.client_bottom(x, training=False), training=False), training=False),
-            input_signature=[input_spec],
-        )
+        super().__init__([self.client_bottom, self.server, self.client_head], config)
 
     def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         client_variables = self.client_bottom.trainable_variables + self.client_head.trainable_variables
@@ -293,44 +311,3 @@ class UShapedTrainer:
         bottom_grads = bottom_tape.gradient(smashed, self.client_bottom.trainable_variables, output_gradients=smashed_grads)
         self.client_optimizer.apply_gradients(zip(bottom_grads + head_grads, client_variables))
         return loss, activations, activation_grads, kernel_grad
-
-    def fit(
-        self,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        epochs: int | None = None,
-        on_step: Callable[[UShapedWireRecord], None] | None = None,
-        on_epoch: Callable[[int, float], None] | None = None,
-    ) -> list[float]:
-        """Train for `epochs` (default: the config's) over shuffled batches; returns the mean loss per epoch.
-
-        `on_step` receives each step's `UShapedWireRecord`; `on_epoch(epoch, mean_loss)` runs after each epoch.
-        """
-        epochs = self.config.epochs if epochs is None else epochs
-        _check_xy(x, y, self.client_bottom.input.shape[1:])
-        rng = np.random.default_rng(self.config.seed)
-        batch = self.config.batch_size
-        epoch_losses = []
-        for epoch in range(epochs):
-            order = rng.permutation(len(x))
-            losses = []
-            for start in range(0, len(x), batch):
-                index = order[start : start + batch]
-                loss, activations, activation_grads, kernel_grad = self.train_step(
-                    tf.constant(x[index]), tf.constant(y[index], tf.int64)
-                )
-                losses.append(float(loss))
-                self.steps_done += 1
-                if on_step is not None:
-                    on_step(UShapedWireRecord(self.steps_done, index, activations, activation_grads, kernel_grad, losses[-1]))
-            epoch_losses.append(float(np.mean(losses)))
-            if on_epoch is not None:
-                on_epoch(epoch, epoch_losses[-1])
-        return epoch_losses
-
-    def evaluate(self, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> float:
-        """Accuracy of the whole U-shaped model on (x, y)."""
-        _check_xy(x, y, self.client_bottom.input.shape[1:])
-        logits = np.concatenate([self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
-        return float(np.mean(logits.argmax(axis=1) == y))
