@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from unsplit_tf.attacks.inversion import MODES, PRESETS, InversionConfig, RoundReport, invert, preset
-from unsplit_tf.data import Dataset
+from unsplit_tf.data import Dataset, indices_by_class
 from unsplit_tf.metrics import baseline_scores, clone_quality, reconstruction_scores
 from unsplit_tf.plots import curves, reconstruction_grid, save_figure
 from unsplit_tf.split import Split, split_model
@@ -109,20 +109,12 @@ def split_under_attack(data: Dataset, args: argparse.Namespace) -> tuple[Split, 
         sys.exit(f"error: {error}")
 
 
-def target_indices(labels: np.ndarray, count: int) -> np.ndarray:
-    """The first `count` test images taken class by class: the first of each class, then the second, ..."""
-    classes = np.unique(labels)
-    per_class = [np.flatnonzero(labels == c) for c in classes]
-    order = [indices[rank] for rank in range(max(map(len, per_class))) for indices in per_class if rank < len(indices)]
-    return np.array(order[:count])
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = attack_config(args)
     data = load_data(args)
     split, split_accuracy = split_under_attack(data, args)
-    chosen = target_indices(data.y_test, args.targets)
+    chosen = indices_by_class(data.y_test, args.targets)
     targets = data.x_test[chosen]
     observed = split.client(targets)  # all the server sees of the targets
     out = args.out or Path("runs") / f"invert_{data.name}_{split.cut_layer}_{args.preset}_{config.mode}"

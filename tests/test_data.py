@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from unsplit_tf import data
-from unsplit_tf.data import DataUnavailableError, canonical_name, first_index_per_class, load_dataset
+from unsplit_tf.data import DataUnavailableError, canonical_name, first_index_per_class, indices_by_class, load_dataset
 
 RNG = np.random.default_rng(1234)
 
@@ -240,3 +240,11 @@ def test_first_index_per_class():
     np.testing.assert_array_equal(first_index_per_class(labels, num_classes=3), [1, 2, 0])
     with pytest.raises(ValueError, match=r"\[1\]"):
         first_index_per_class(np.array([0, 2, 2]), num_classes=3)
+
+
+def test_indices_by_class_takes_classes_in_turn():
+    labels = np.array([2, 0, 1, 0, 2, 1, 0])
+    np.testing.assert_array_equal(indices_by_class(labels, 3), first_index_per_class(labels, 3))
+    np.testing.assert_array_equal(indices_by_class(labels, 7), [1, 2, 0, 3, 5, 4, 6])
+    with pytest.raises(ValueError, match="only 7"):
+        indices_by_class(labels, 8)

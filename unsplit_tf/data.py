@@ -121,6 +121,22 @@ def first_index_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarr
     return np.array([np.flatnonzero(labels == c)[0] for c in range(num_classes)], dtype=np.int64)
 
 
+def indices_by_class(labels: np.ndarray, count: int) -> np.ndarray:
+    """The first `count` examples taken class by class: the first of each class, then the second, ...
+
+    With `count` equal to the number of classes this is `first_index_per_class`; more targets
+    keep the classes balanced.
+    """
+    labels = np.asarray(labels)
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    order = [indices[rank] for rank in range(max(map(len, per_class))) for indices in per_class if rank < len(indices)]
+    if count > len(order):
+        raise ValueError(f"asked for {count} examples but there are only {len(order)}")
+    return np.array(order[:count], dtype=np.int64)
+
+
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
                  download: bool = True) -> Dataset:
     """Load a dataset from the first source that has it (see the module docstring).
