@@ -56,9 +56,6 @@ from unsplit_tf.plots import curves, save_figure  # noqa: E402
 from unsplit_tf.protocol import TrainConfig, UShapedTrainer  # noqa: E402
 from unsplit_tf.split import split_u_shaped  # noqa: E402
 
-CLONE_SEED_OFFSET = 1000  # the clones' initial weights: a seed apart from the model's
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_flags(parser, default_dataset="mnist")
@@ -82,27 +79,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"{flag} must be at least {least}, got {value}")
     return args
 
-
 def make_methods(head: keras.Model, observations: tuple[str, ...], seed: int, num_classes: int) -> dict:
     """Every attack and baseline to run, by result name; the original variants next to the improved ones."""
-    clone_seed = seed + CLONE_SEED_OFFSET
     configs = []
     if "weight_gradient" in observations:
         configs += [
-            LabelInferenceConfig("weight_gradient", seed=clone_seed),
-            LabelInferenceConfig("weight_gradient", softmax="clone", seed=clone_seed),
+            LabelInferenceConfig("weight_gradient", seed=seed),
+            LabelInferenceConfig("weight_gradient", softmax="clone", seed=seed),
         ]
     if "activation_gradient" in observations:
         configs += [
-            LabelInferenceConfig("activation_gradient", seed=clone_seed),
-            LabelInferenceConfig("activation_gradient", clone_objective="cross_entropy", seed=clone_seed),
+            LabelInferenceConfig("activation_gradient", seed=seed),
+            LabelInferenceConfig("activation_gradient", clone_objective="cross_entropy", seed=seed),
         ]
     methods = {f"{c.observation}/{c.method}": LabelInferenceAttack(head, c) for c in configs}
     if "activation_gradient" in observations:
         for baseline in (DirectionScoring(num_classes), NormScoring()):
             methods[f"{baseline.observation}/{baseline.method}"] = baseline
     return methods
-
 
 def short_name(name: str) -> str:
     """Progress-bar label: "weight_gradient/gradient_matching[clone softmax]" -> "weight[orig]"."""
@@ -111,7 +105,6 @@ def short_name(name: str) -> str:
     if method.startswith("gradient_matching"):
         return prefix + ("[orig]" if "[" in method else "")
     return method.replace("_scoring", "")
-
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
@@ -228,12 +221,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"wrote {out / 'label_inference.json'} and {out / 'label_accuracy.png'} ({elapsed:.1f} s)")
     return report
 
-
 def _plain(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
-
 
 if __name__ == "__main__":
     main()

@@ -39,6 +39,9 @@ CANDIDATES = {
     "l2=0,box,model_lr=1e-4,in_lr=3e-3": better.replace(model_lr=1e-4, input_lr=3e-3),
     "l2=0,box,model_lr=1e-4,tv=0.03,model_iters=50": better.replace(model_lr=1e-4, lambda_tv=0.03, model_iters=50),
     "l2=0,box,model_lr=3e-4,tv=0.03": better.replace(model_lr=3e-4, lambda_tv=0.03),
+    "l2=0,box,tv=0.03": better.replace(lambda_tv=0.03),
+    "l2=0,box,tv=0.01,in_lr=3e-3": better.replace(lambda_tv=0.01, input_lr=3e-3),
+    "l2=0,box,tv=0.03,model_iters=50": better.replace(lambda_tv=0.03, model_iters=50),
 }
 
 

@@ -154,6 +154,16 @@ def test_clone_has_the_clients_architecture_with_fresh_seeded_weights(rng):
     assert clone(x).shape == client(x).shape
 
 
+def test_clone_never_starts_at_a_victims_initial_weights():
+    """A victim initialised with the attacker's seed must not hand over its initial weights."""
+    keras.utils.set_random_seed(3)
+    victim = split_model(mnist_net(), depth=2).client
+    clone = clone_architecture(victim, seed=3)
+    for victim_weights, clone_weights in zip(victim.get_weights(), clone.get_weights()):
+        if victim_weights.any():  # biases start at zero in both
+            assert not np.allclose(victim_weights, clone_weights)
+
+
 def test_u_shaped_split_composes_to_the_model(rng):
     model = mnist_net()
     parts = split_u_shaped(model, depth=2)

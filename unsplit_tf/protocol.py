@@ -4,6 +4,8 @@ Client and server each own an optimiser. In one step the client sends its
 cut-layer activations ("smashed data") up, the server computes the loss and
 sends the gradient with respect to those activations back down. `WireRecord`
 is exactly what an honest-but-curious server sees; the attacks consume it.
+A party's `add_loss` penalties (e.g. `defenses.NoPeek`) and weight
+regularisers join its own objective only (`added_losses`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class WireRecord:
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Mean sparse categorical cross-entropy on logits: the loss every party trains with."""
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.cast(labels, tf.int64), logits=logits))
+
+
+def added_losses(model: keras.Model) -> tf.Tensor:
+    """The sum of `model.losses` from its last call: `add_loss` terms (e.g. a NoPeek penalty) and weight regularisers.
+
+    Each party adds its own to its objective; their gradients train its weights only and never cross the wire.
+    """
+    return tf.add_n(model.losses) if model.losses else tf.constant(0.0)
 
 
 def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
@@ -156,6 +166,7 @@ class SplitTrainer(_Trainer):
     def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as client_tape:
             activations = self.client(x, training=True)
+            penalty = added_losses(self.client)
         # --- the wire: `activations` go up to the server ---
         with tf.GradientTape() as server_tape:
             server_tape.watch(activations)
@@ -163,7 +174,9 @@ class SplitTrainer(_Trainer):
         server_grads, activation_grads = server_tape.gradient(loss, [self.server.trainable_variables, activations])
         self.server_optimizer.apply_gradients(zip(server_grads, self.server.trainable_variables))
         # --- the wire: `activation_grads` go back down to the client ---
-        client_grads = client_tape.gradient(activations, self.client.trainable_variables, output_gradients=activation_grads)
+        client_grads = client_tape.gradient(
+            [activations, penalty], self.client.trainable_variables, output_gradients=[activation_grads, tf.ones_like(penalty)]
+        )
         self.client_optimizer.apply_gradients(zip(client_grads, self.client.trainable_variables))
         return loss, activations, activation_grads
 
@@ -291,16 +304,19 @@ class UShapedTrainer(_Trainer):
         client_variables = self.client_bottom.trainable_variables + self.client_head.trainable_variables
         with tf.GradientTape() as bottom_tape:
             smashed = self.client_bottom(x, training=True)
+            bottom_penalty = added_losses(self.client_bottom)
         # --- the wire: `smashed` goes up to the server ---
         with tf.GradientTape() as server_tape:
             server_tape.watch(smashed)
             activations = self.server(smashed, training=True)
         # --- the wire: `activations` go down to the client's head ---
-        with tf.GradientTape() as head_tape:
+        with tf.GradientTape(persistent=True) as head_tape:  # two gradients: the penalty stays off the wire
             head_tape.watch(activations)
             loss = cross_entropy(y, self.client_head(activations, training=True))
+            head_objective = loss + added_losses(self.client_head)
         head_variables = self.client_head.trainable_variables
-        head_grads, activation_grads = head_tape.gradient(loss, [head_variables, activations])
+        head_grads = head_tape.gradient(head_objective, head_variables)
+        activation_grads = head_tape.gradient(loss, activations)
         kernel_grad = head_grads[next(i for i, v in enumerate(head_variables) if v is self.head_kernel)]
         # --- the wire: `activation_grads` go back up to the server ---
         server_grads, smashed_grads = server_tape.gradient(
@@ -308,6 +324,10 @@ class UShapedTrainer(_Trainer):
         )
         self.server_optimizer.apply_gradients(zip(server_grads, self.server.trainable_variables))
         # --- the wire: `smashed_grads` go back down to the client's bottom ---
-        bottom_grads = bottom_tape.gradient(smashed, self.client_bottom.trainable_variables, output_gradients=smashed_grads)
+        bottom_grads = bottom_tape.gradient(
+            [smashed, bottom_penalty],
+            self.client_bottom.trainable_variables,
+            output_gradients=[smashed_grads, tf.ones_like(bottom_penalty)],
+        )
         self.client_optimizer.apply_gradients(zip(bottom_grads + head_grads, client_variables))
         return loss, activations, activation_grads, kernel_grad

@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import layers
 
 # Layers that move or drop values without computing a feature: they do not count towards depth.
@@ -114,13 +115,23 @@ def split_u_shaped(model: keras.Model, *, depth: int, head_layers: int = 1) -> U
 def clone_architecture(model: keras.Model, *, seed: int = 0) -> keras.Model:
     """A copy of `model`'s architecture with fresh random weights: the attacker's starting point.
 
-    Seeds Keras' global random state (as keras.utils.set_random_seed does) so
-    that the same seed gives the same initial weights.
+    The same seed gives the same weights. They come from a random stream derived
+    from `seed`, not the one `keras.utils.set_random_seed(seed)` starts: a victim
+    initialised with that same seed would otherwise hand the attacker its initial
+    weights, knowledge no real server has. Seeds Keras' global random state.
     """
-    keras.utils.set_random_seed(seed)
+    keras.utils.set_random_seed(attacker_seed(seed))
     clone = keras.models.clone_model(as_functional(model))
     clone.name = f"{model.name}_clone"
     return clone
+
+
+def attacker_seed(seed: int) -> int:
+    """The global seed a clone is drawn with: a stream of its own, independent of `seed`'s."""
+    return int(np.random.SeedSequence([seed, _ATTACKER_STREAM]).generate_state(1)[0] % 2**31)
+
+
+_ATTACKER_STREAM = 0xA77AC4
 
 
 def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> keras.layers.Layer:

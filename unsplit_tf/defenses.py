@@ -1,0 +1,720 @@
+"""Defenses at the cut of a split model, as Keras layers, and how to put them there.
+
+Two things cross the wire. Activations go up from the client; model inversion
+and model stealing feed on them. Gradients come back down; label inference
+feeds on them (in a U-shaped split the server sends activations down to the
+client's head and gets d loss / d activations back). Each defense is a layer
+placed at the cut, so it composes with any functional model:
+
+- `ActivationNoise`: Gaussian or Laplace noise on what the client sends, in
+  training *and* inference (the client always perturbs what leaves it;
+  `keras.layers.GaussianNoise` is training-only and would not protect).
+- `NoPeek` (Vepakomma et al., 2020): identity on the activations that adds
+  `weight * distance_correlation(inputs, activations)` to the client's loss,
+  so training makes the activations less like the inputs.
+- Gradient defenses, identity in the forward pass, transforming the gradient
+  that flows back through them (`tf.custom_gradient`). Put at the input of the
+  client's head, they perturb the dL/da the server receives while the head's
+  own weights still get the true gradient: `GradientClipping` (per-example
+  norm clipping), `GradientNoise` (isotropic Gaussian), `MaxNormNoise` (Li et
+  al.'s max_norm) and `LabelSubspaceNoise` (a Marvell-style approximation).
+
+`with_defense` inserts a defense after any layer of a functional model
+(weights shared); `split_with_defense` and `split_u_shaped_with_defense` cut a
+model with the defense at the cut, ready for `protocol.SplitTrainer` /
+`UShapedTrainer`, which add `add_loss` penalties such as NoPeek's to the
+client's objective.
+
+The second half of this module reads the results `scripts/defend.py` writes and
+turns them into tables (`defense_report`) and privacy-utility figures.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+from unsplit_tf.split import Split, UShapedSplit, as_functional, counted_layers, split_model, split_u_shaped
+
+DISTRIBUTIONS = ("gaussian", "laplace")
+
+
+# ---------------------------------------------------------------- distance correlation
+
+
+def distance_correlation(x: Any, z: Any) -> tf.Tensor:
+    """Sample distance correlation (Székely et al., 2007) between two batches, each example flattened.
+
+    0 when x and z are independent (in the large-sample limit; a finite batch
+    gives a small positive value), 1 when z is a similarity transform of x
+    (e.g. z = a x + b), invariant to scaling either side. Differentiable, in
+    float32; NoPeek minimises it. A batch of one example, or a constant batch,
+    has no distances and gives 0.
+    """
+    x, z = _flat(x), _flat(z)
+    if x.shape[0] is not None and z.shape[0] is not None and x.shape[0] != z.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} examples but z has {z.shape[0]}; pass the same batch on both sides")
+    a, b = _centred_distances(x), _centred_distances(z)
+    covariance = tf.reduce_mean(a * b)
+    variances = tf.reduce_mean(a * a) * tf.reduce_mean(b * b)
+    squared = tf.maximum(tf.math.divide_no_nan(covariance, tf.sqrt(variances)), 0.0)
+    return _safe_sqrt(squared)
+
+
+def _flat(tensor: Any) -> tf.Tensor:
+    tensor = tf.convert_to_tensor(tensor, tf.float32)
+    if tensor.shape.rank is not None and tensor.shape.rank < 1:
+        raise ValueError("distance_correlation needs batches (one row per example), got a scalar")
+    return tf.reshape(tensor, (tf.shape(tensor)[0], -1))
+
+
+def _safe_sqrt(value: tf.Tensor) -> tf.Tensor:
+    """sqrt with a zero (not infinite) gradient at 0."""
+    positive = value > 0
+    return tf.where(positive, tf.sqrt(tf.where(positive, value, 1.0)), 0.0)
+
+
+def _centred_distances(rows: tf.Tensor) -> tf.Tensor:
+    """Double-centred Euclidean distance matrix of the rows (B, B)."""
+    rows = rows - tf.reduce_mean(rows, axis=0, keepdims=True)  # distances do not change; float32 keeps its digits
+    squared_norms = tf.reduce_sum(tf.square(rows), axis=1)
+    squared = squared_norms[:, None] + squared_norms[None, :] - 2.0 * tf.matmul(rows, rows, transpose_b=True)
+    distances = _safe_sqrt(tf.maximum(squared, 0.0))
+    return (
+        distances
+        - tf.reduce_mean(distances, axis=0, keepdims=True)
+        - tf.reduce_mean(distances, axis=1, keepdims=True)
+        + tf.reduce_mean(distances)
+    )
+
+
+# ---------------------------------------------------------------- activation defenses
+
+
+def _check_strength(name: str, value: float) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _per_example_norms(tensor: tf.Tensor) -> tf.Tensor:
+    """Euclidean norm of each example (all axes but the first), shaped to broadcast against `tensor`."""
+    axes = list(range(1, tensor.shape.rank))
+    return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes, keepdims=True))
+
+
+def _features(tensor: tf.Tensor) -> tf.Tensor:
+    """Number of values per example, as a float."""
+    return tf.cast(tf.reduce_prod(tf.shape(tensor)[1:]), tensor.dtype)
+
+
+@keras.saving.register_keras_serializable(package="unsplit_tf")
+class ActivationNoise(layers.Layer):
+    """Adds zero-mean noise to what passes through, in training and in inference.
+
+    stddev: the noise's standard deviation per value. With relative=True it is
+        in units of each example's root-mean-square activation (not
+        differentiated through), i.e. a noise-to-signal ratio the client cannot
+        escape by scaling its activations up; else it is absolute.
+    distribution: "gaussian", or "laplace" (heavier tails, the same stddev:
+        scale b = stddev / sqrt(2)).
+    seed: for the noise; each call draws new noise.
+    """
+
+    def __init__(
+        self, stddev: float, distribution: str = "gaussian", *, relative: bool = False, seed: int | None = None, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.stddev = _check_strength("stddev", stddev)
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown noise distribution {distribution!r}; choose one of {', '.join(DISTRIBUTIONS)}")
+        self.distribution = distribution
+        self.relative = bool(relative)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        noise = _unit_noise(tf.shape(inputs), self.distribution, self.seed_generator, inputs.dtype)
+        scale = self.stddev
+        if self.relative:
+            scale *= tf.stop_gradient(_per_example_norms(inputs) / tf.sqrt(_features(inputs)))
+        return inputs + scale * noise
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "stddev": self.stddev,
+            "distribution": self.distribution,
+            "relative": self.relative,
+            "seed": self.seed,
+        }
+
+
+def _unit_noise(shape, distribution: str, seed_generator, dtype) -> tf.Tensor:
+    """Zero-mean, unit-variance noise of `shape`."""
+    if distribution == "gaussian":
+        return keras.random.normal(shape, dtype=dtype, seed=seed_generator)
+    # Laplace(b = 1/sqrt(2)) as the difference of two exponentials; 1 - U lies in (0, 1], so the log is finite.
+    first, second = (-tf.math.log(1.0 - keras.random.uniform(shape, dtype=dtype, seed=seed_generator)) for _ in range(2))
+    return (first - second) / math.sqrt(2.0)
+
+
+@keras.saving.register_keras_serializable(package="unsplit_tf")
+class NoPeek(layers.Layer):
+    """NoPeek (Vepakomma et al., 2020): takes [inputs, activations], returns the activations unchanged.
+
+    In training it adds `weight * distance_correlation(inputs, activations)` to
+    the model's losses (`add_loss`), so the client learns activations that
+    carry less of its inputs. Split-learning training (`protocol`) adds the
+    client's losses to the client's objective only; the penalty never crosses
+    the wire. The distance correlation is per batch, so its strength depends on
+    the batch size.
+    """
+
+    def __init__(self, weight: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.weight = _check_strength("weight", weight)
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError("NoPeek takes [inputs, activations]: the client's input and the activations it sends")
+        private, activations = inputs
+        if training and self.weight:
+            self.add_loss(self.weight * distance_correlation(private, activations))
+        return activations
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "weight": self.weight}
+
+
+# ---------------------------------------------------------------- gradient defenses (identity forward)
+
+
+class GradientDefense(layers.Layer):
+    """An identity layer that transforms the gradient flowing back through it (`tf.custom_gradient`).
+
+    Subclasses implement `transform_gradient(gradients) -> gradients`, where
+    `gradients` holds one row per example.
+    """
+
+    def call(self, inputs):
+        @tf.custom_gradient
+        def identity(x):
+            return tf.identity(x), self.transform_gradient
+
+        return identity(inputs)
+
+    def transform_gradient(self, gradients: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="unsplit_tf")
+class GradientClipping(GradientDefense):
+    """Scales each example's gradient down to at most `max_norm` (Euclidean, over all its values).
+
+    Gradients already within the bound pass unchanged. It hides how large a
+    gradient was (Li et al.'s norm attack), not which way it points.
+    """
+
+    def __init__(self, max_norm: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.max_norm = _check_strength("max_norm", max_norm)
+        if self.max_norm == 0:
+            raise ValueError("max_norm must be positive: 0 would send no gradient at all")
+
+    def transform_gradient(self, gradients: tf.Tensor) -> tf.Tensor:
+        norms = _per_example_norms(gradients)
+        return gradients * tf.minimum(1.0, self.max_norm / tf.maximum(norms, 1e-30))
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "max_norm": self.max_norm}
+
+
+class _NoisyGradientDefense(GradientDefense):
+    """Shared by the noise defenses: a seed generator and its config."""
+
+    def __init__(self, *, seed: int | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _normal(self, shape, dtype) -> tf.Tensor:
+        return keras.random.normal(shape, dtype=dtype, seed=self.seed_generator)
+
+    def _noise_power(self, gradients: tf.Tensor, stddev: float, relative: bool) -> tf.Tensor:
+        """Expected squared norm of one example's noise: stddev² x (the batch's largest squared norm, or the size)."""
+        if relative:
+            return stddev**2 * tf.reduce_max(tf.square(_per_example_norms(gradients)))
+        return stddev**2 * _features(gradients)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="unsplit_tf")
+class GradientNoise(_NoisyGradientDefense):
+    """Adds isotropic Gaussian noise to each example's gradient.
+
+    stddev: per value, absolute; or with relative=True in units of the batch's
+        largest per-example gradient norm, spread over all values (per-value
+        stddev = stddev * max_i ||g_i|| / sqrt(size)), as Li et al.'s "iso"
+        baseline scales its noise by the largest gradient norm, so that the
+        strength means the same as training shrinks the gradients.
+    """
+
+    def __init__(self, stddev: float, *, relative: bool = False, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed=seed, **kwargs)
+        self.stddev = _check_strength("stddev", stddev)
+        self.relative = bool(relative)
+
+    def transform_gradient(self, gradients: tf.Tensor) -> tf.Tensor:
+        per_value = tf.sqrt(self._noise_power(gradients, self.stddev, self.relative) / _features(gradients))
+        return gradients + per_value * self._normal(tf.shape(gradients), gradients.dtype)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "stddev": self.stddev, "relative": self.relative}
+
+
+@keras.saving.register_keras_serializable(package="unsplit_tf")
+class MaxNormNoise(_NoisyGradientDefense):
+    """Li et al.'s max_norm heuristic: noise that gives every gradient of a batch the same expected norm.
+
+    Example i gets isotropic Gaussian noise of variance (max_j ||g_j||² - ||g_i||²) / size
+    per value, so E||g_i + noise||² equals the batch's largest squared norm.
+    It has no strength parameter, and with batches of one example it adds nothing.
+    """
+
+    def transform_gradient(self, gradients: tf.Tensor) -> tf.Tensor:
+        squared = tf.square(_per_example_norms(gradients))
+        per_value = tf.sqrt(tf.maximum(tf.reduce_max(squared) - squared, 0.0) / _features(gradients))
+        return gradients + per_value * self._normal(tf.shape(gradients), gradients.dtype)
+
+
+class LabelSubspaceNoise(_NoisyGradientDefense):
+    """Marvell-style noise: the noise power of `GradientNoise`, all of it where the label lives.
+
+    For a linear softmax head, logits = a W + b, the gradient the server
+    receives is dL/da_i = W (p_i - onehot(y_i)) / B: the label moves it only
+    within the span of W's class columns, centred (a (C-1)-dimensional
+    subspace). This layer adds Gaussian noise isotropic *within that subspace*,
+    with the same expected squared norm as `GradientNoise(stddev, relative=...)`.
+
+    An approximation of Marvell (Li et al., ICLR 2022), not Marvell itself:
+    Marvell solves an optimisation for per-class noise covariances that
+    minimises the worst-case leakage for two classes, and has no multi-class
+    form. This keeps its central idea (spend the noise budget along the
+    directions that separate the classes) with one isotropic covariance.
+
+    head: the client's head layer (a Dense on flat features); the layer reads
+        its current kernel at every step. Place this layer directly before it.
+        Not serialisable (it holds a reference to another layer).
+    """
+
+    def __init__(self, stddev: float, head: layers.Dense, *, relative: bool = False, seed: int | None = None, **kwargs) -> None:
+        super().__init__(seed=seed, **kwargs)
+        if not isinstance(head, layers.Dense):
+            raise ValueError(f"head must be the client's Dense head layer, got {type(head).__name__}")
+        self.stddev = _check_strength("stddev", stddev)
+        self.relative = bool(relative)
+        self._head = lambda: head  # not an attribute Keras tracks: the head's weights are not this layer's
+
+    def build(self, input_shape) -> None:
+        head = self._head()
+        if not head.built:
+            raise ValueError(f"head layer '{head.name}' is not built yet; build the model before adding this defense")
+        if len(input_shape) != 2 or input_shape[-1] != head.kernel.shape[0]:
+            raise ValueError(
+                f"LabelSubspaceNoise must sit directly before head '{head.name}': it expects flat inputs of "
+                f"{head.kernel.shape[0]} features, got shape {tuple(input_shape)}"
+            )
+
+    def transform_gradient(self, gradients: tf.Tensor) -> tf.Tensor:
+        kernel = tf.convert_to_tensor(self._head().kernel, gradients.dtype)
+        centred = kernel - tf.reduce_mean(kernel, axis=1, keepdims=True)
+        _, directions, _ = tf.linalg.svd(centred)  # left singular vectors, (D, min(D, C))
+        rank = min(int(kernel.shape[1]) - 1, int(kernel.shape[0]))
+        basis = directions[:, :rank]
+        per_direction = tf.sqrt(self._noise_power(gradients, self.stddev, self.relative) / rank)
+        coefficients = self._normal((tf.shape(gradients)[0], rank), gradients.dtype)
+        return gradients + per_direction * tf.matmul(coefficients, basis, transpose_b=True)
+
+    def get_config(self) -> dict:
+        raise NotImplementedError(
+            "LabelSubspaceNoise holds a reference to the head layer and cannot be saved; save the model without it "
+            "and add it again after loading"
+        )
+
+
+# ---------------------------------------------------------------- inserting a defense at the cut
+
+
+def with_defense(model: keras.Model, defense: layers.Layer, *, after: str) -> keras.Model:
+    """A functional copy of `model` with `defense` applied to the output of layer `after`.
+
+    The copy reuses `model`'s layers, so it shares their weights, and reads
+    the same inputs. `NoPeek` is called as defense([model input, output of
+    `after`]); any other defense on the output alone.
+    """
+    model = as_functional(model)
+    if not isinstance(defense, layers.Layer):
+        raise ValueError(f"defense must be a Keras layer (e.g. ActivationNoise(0.5)), got {type(defense).__name__}")
+    names = [layer.name for layer in model.layers]
+    if defense.name in names:
+        raise ValueError(f"model '{model.name}' already has a layer named '{defense.name}'; give the defense another name=")
+    if after not in names:
+        close = difflib.get_close_matches(after, names, n=3)
+        hint = f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
+        raise ValueError(f"model '{model.name}' has no layer named '{after}'{hint} Its layers: {', '.join(names)}")
+    target = model.get_layer(after)
+    if isinstance(target, layers.InputLayer):
+        raise ValueError(f"'{after}' is the model's input; put the defense after a layer that computes something")
+    calls = sum(1 for level in model._nodes_by_depth.values() for node in level if node.operation is target)
+    if calls != 1:
+        raise ValueError(f"layer '{after}' is used {calls} times in the model, so 'after it' is ambiguous; choose another layer")
+    if isinstance(defense, NoPeek) and len(model.inputs) != 1:
+        raise ValueError(f"NoPeek compares the activations with the model's input, but model '{model.name}' has {len(model.inputs)} inputs")
+
+    inputs = keras.tree.map_structure(lambda tensor: keras.Input(batch_shape=tensor.shape, dtype=tensor.dtype), model.input)
+
+    def call(layer, *args, **kwargs):
+        outputs = layer(*args, **kwargs)
+        if layer is not target:
+            return outputs
+        return defense([inputs, outputs]) if isinstance(defense, NoPeek) else defense(outputs)
+
+    defended = keras.models.clone_model(model, input_tensors=inputs, clone_function=lambda layer: layer, call_function=call)
+    defended.name = f"{model.name}_defended"
+    return defended
+
+
+def split_with_defense(
+    model: keras.Model, defense: layers.Layer, *, depth: int | None = None, layer: str | None = None
+) -> Split:
+    """Cut `model` as `split_model` does, with `defense` as the client's last layer (weights shared).
+
+    `cut_layer` and `depth` are those of the undefended cut. For defenses that
+    are identities in inference (NoPeek, the gradient defenses),
+    `server(client(x)) == model(x)` exactly.
+    """
+    plain = split_model(model, depth=depth, layer=layer)
+    defended = split_model(with_defense(model, defense, after=plain.cut_layer), layer=defense.name)
+    return Split(client=defended.client, server=defended.server, cut_layer=plain.cut_layer, depth=plain.depth)
+
+
+def split_u_shaped_with_defense(
+    model: keras.Model, defense: layers.Layer, *, depth: int, head_layers: int = 1
+) -> UShapedSplit:
+    """`split_u_shaped` with `defense` as the first layer of the client's head.
+
+    A gradient defense there perturbs the d loss / d activations the server
+    receives; the head's own weights still get the true gradient.
+    """
+    if isinstance(defense, NoPeek):
+        raise ValueError("NoPeek needs the model's input, which the head does not have; use split_with_defense at the bottom cut")
+    model = as_functional(model)
+    split_u_shaped(model, depth=depth, head_layers=head_layers)  # the same checks, with their messages
+    counted = counted_layers(model)
+    before_head = counted[len(counted) - head_layers - 1]
+    return split_u_shaped(with_defense(model, defense, after=before_head.name), depth=depth, head_layers=head_layers + 1)
+
+
+# ---------------------------------------------------------------- results: tables and privacy-utility figures
+#
+# `scripts/defend.py` writes one JSON record per finished run into a results folder; these functions
+# read them back. A record has "side" ("inversion" or "labels"), "defense" ("none" for the undefended
+# baseline), "strength" (None where a defense has none), "strength_meaning", "test_accuracy", and the
+# attack results: "reconstruction", "baselines", "stolen_clone", "distance_correlation" (inversion), or
+# "labels" (a list of scored methods) and "gradient_norm_median" (labels). An inversion run may have
+# an .npz of the same name beside it with 8-bit "originals" and "reconstructions".
+
+INVERSION_FIGURE = "privacy_utility_inversion.png"
+LABEL_FIGURE = "privacy_utility_labels.png"
+GRID_FIGURE = "reconstructions.png"
+LABEL_METHODS = {
+    "activation_gradient/gradient_matching": "gradient matching",
+    "activation_gradient/direction_scoring": "direction scoring",
+}
+NORM_METHOD = "activation_gradient/norm_scoring"
+GROUPING_METHOD = "activation_gradient/gradient_matching"  # its relabelled accuracy: which examples share a label
+
+
+SETTING_FIELDS = ("dataset", "depth", "training", "attack", "train_images")
+
+
+def load_defense_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every finished run's record in `results_dir`, the undefended baseline first, then by defense and strength.
+
+    Raises ValueError if the runs of one side differ in anything but the defense (dataset, depth,
+    training, attack budget): their numbers would not be comparable in one table.
+    """
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise ValueError(f"no results folder at {folder}; run scripts/defend.py first")
+    records = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+    records = sorted((r for r in records if r.get("side") in ("inversion", "labels")), key=_record_order)
+    for side in ("inversion", "labels"):
+        settings = {json.dumps({f: r.get(f) for f in SETTING_FIELDS}, sort_keys=True): r["key"] for r in records if r["side"] == side}
+        if len(settings) > 1:
+            raise ValueError(
+                f"the {side} runs in {folder} were made in {len(settings)} different settings (e.g. "
+                f"{', '.join(list(settings.values())[:2])}); keep one setting per folder (scripts/defend.py --out)"
+            )
+    return records
+
+
+def _record_order(record: dict[str, Any]) -> tuple:
+    return (record["side"], record["defense"] != "none", record["defense"], record["strength"] or 0.0)
+
+
+def defense_report(results_dir: str | os.PathLike, *, relative_to: str | os.PathLike | None = None) -> str:
+    """Markdown tables of every defense run in `results_dir`, with links to its figures.
+
+    relative_to: the folder of the markdown file that will hold the text (figure
+    links are relative to it); default `results_dir` itself. Write the figures
+    with `write_defense_figures`.
+    """
+    folder = Path(results_dir)
+    records = load_defense_records(folder)
+    base = Path(relative_to) if relative_to is not None else folder
+    link = lambda name: Path(os.path.relpath(folder / name, base)).as_posix()  # noqa: E731
+    inversion = [r for r in records if r["side"] == "inversion"]
+    labels = [r for r in records if r["side"] == "labels"]
+    parts = ["## Defenses at the cut: what they cost, what they stop", ""]
+    if not records:
+        return "\n".join(parts + ["No finished runs yet: run `python scripts/defend.py`.", ""])
+    if inversion:
+        parts += [_inversion_section(inversion, link(INVERSION_FIGURE)), ""]
+        if (folder / GRID_FIGURE).exists():
+            parts += [f"![The targets and their reconstructions under each defense, MSE under each]({link(GRID_FIGURE)})", ""]
+    if labels:
+        parts += [_label_section(labels, link(LABEL_FIGURE)), ""]
+    return "\n".join(parts)
+
+
+def _inversion_section(records: list[dict[str, Any]], figure: str) -> str:
+    first = records[0]
+    rows = [
+        [
+            _defense_name(r),
+            _strength(r),
+            _percent(r["test_accuracy"]),
+            _number(r["reconstruction"]["mean_mse"]),
+            _number(r["reconstruction"]["mean_ssim"]),
+            f"{_number(r['either_polarity']['mean_mse'])} / {_number(r['either_polarity']['mean_ssim'])}",
+            _percent(r["stolen_clone"]["clone_accuracy"]),
+            _number(r["distance_correlation"]),
+            f"{r['seconds']:.0f} s",
+        ]
+        for r in records
+    ]
+    grey, mean = first["baselines"]["constant_0.5"], first["baselines"]["dataset_mean"]
+    budget = first["attack"]
+    return "\n".join(
+        [
+            "### Inversion and model stealing against defended activations",
+            "",
+            f"{first['dataset']} ({first['data_source']}), two-party split at depth {first['depth']} (cut after "
+            f"'{first['cut_layer']}'), each model trained from the same initial weights for {_epochs(first)} "
+            f"(batch {first['training']['batch_size']}, seed {first['training']['seed']}) with the defense at the cut, "
+            f"then attacked with the `{budget['preset']}` preset, {budget['main_iters']} x ({budget['input_iters']} + "
+            f"{budget['model_iters']}) steps, all {len(first['targets']['test_indices'])} targets (the first test image of each class) in "
+            "one batch, as the defended client sends them. Split accuracy is on the test set with the defense active, as "
+            "deployed; the stolen clone is scored through the real server on the test set; dCor(x, z) is the distance "
+            "correlation between 512 test images and the activations the server receives. Higher MSE and lower SSIM "
+            "mean a worse reconstruction (better privacy). A reconstruction can come out as a negative that shows the "
+            "object plainly yet scores worse than a grey guess; \"either polarity\" scores, per image, the better of "
+            "the reconstruction and its negative 1 - x, as an attacker who looks at it would.",
+            "",
+            _markdown_table(
+                ["defense", "strength", "split accuracy", "inversion MSE", "SSIM", "either polarity: MSE / SSIM",
+                 "stolen clone accuracy", "dCor(x, z)", "run time"],
+                rows,
+            ),
+            "",
+            f"For scale, guesses that use no leaked information: a grey 0.5 image scores MSE {grey['mean_mse']:.3f} "
+            f"(SSIM {grey['mean_ssim']:.3f}), the training set's mean image MSE {mean['mean_mse']:.3f} "
+            f"(SSIM {mean['mean_ssim']:.3f}); the attack's untrained clone scores "
+            f"{_percent(first['clone_before_attack']['clone_accuracy'])} through the undefended server. Strengths: "
+            + "; ".join(sorted({f"{_defense_name(r)}: {r['strength_meaning']}" for r in records if r["strength_meaning"]}))
+            + ".",
+            "",
+            f"![Inversion MSE and stolen-clone accuracy against split accuracy, one curve per defense]({figure})",
+        ]
+    )
+
+
+def _label_section(records: list[dict[str, Any]], figure: str) -> str:
+    first = records[0]
+    rows = []
+    for r in records:
+        scores = {entry["name"]: entry for entry in r["labels"]}
+        rows.append(
+            [_defense_name(r), _strength(r), _percent(r["test_accuracy"])]
+            + [_percent(scores[name]["accuracy"]) if name in scores else "-" for name in LABEL_METHODS]
+            + [_percent(scores[GROUPING_METHOD]["relabelled_accuracy"]) if GROUPING_METHOD in scores else "-"]
+            + [_number(scores[NORM_METHOD]["auc"]) if NORM_METHOD in scores else "-", _number(r["gradient_norm_median"], 4)]
+        )
+    scored = first["labels"][0]
+    training = first["training"]
+    return "\n".join(
+        [
+            "### Label inference against defended gradients",
+            "",
+            f"{first['dataset']}, U-shaped split at depth {first['depth']} (the client keeps the bottom and the output "
+            f"layer, with the labels), trained from scratch for {_epochs(first)} at batch {training['batch_size']} "
+            f"with the defense at the input of the client's head, so it perturbs the dL/da the server receives while the "
+            f"head's own weights get the true gradient. The server attacks the first {first['attacked_samples']} training "
+            f"examples (the first {training['attacked_steps']} steps) from dL/da, told the labels of the first "
+            f"{_count(first['known_per_class'], 'example')} it meets in each class (left out of the scores; chance is "
+            f"{_percent(scored['chance'])}). \"Relabelled\" is the accuracy after the best renaming of the inferred "
+            "classes: how well the attack groups examples by label, names aside. Model accuracy is the U-shaped "
+            "model's on the test set after training; norm "
+            "scoring only ranks examples (macro one-vs-rest AUC, 0.5 = chance). The weight-gradient observation "
+            "(the UnSplit authors' assumption) is not shown: defenses on dL/da do not touch it, and a real split-learning "
+            "server does not see it.",
+            "",
+            _markdown_table(
+                ["defense", "strength", "model accuracy", *[f"label accuracy, {n}" for n in LABEL_METHODS.values()],
+                 "gradient matching, relabelled", "norm scoring AUC", "median received ‖dL/da‖"],
+                rows,
+            ),
+            "",
+            "Strengths: "
+            + "; ".join(sorted({f"{_defense_name(r)}: {r['strength_meaning']}" for r in records if r["strength_meaning"]}))
+            + ".",
+            "",
+            f"![Label accuracy against model accuracy, one curve per defense]({figure})",
+        ]
+    )
+
+
+def write_defense_figures(results_dir: str | os.PathLike) -> list[Path]:
+    """Draw the privacy-utility figures (attack quality against model accuracy, a curve per defense) and the
+    reconstruction grid into `results_dir`; returns the files written."""
+    from unsplit_tf.plots import rows_grid, save_figure  # matplotlib only when drawing
+
+    folder = Path(results_dir)
+    records = load_defense_records(folder)
+    written = []
+    inversion = [r for r in records if r["side"] == "inversion"]
+    if inversion:
+        panels = [
+            ("inversion MSE (higher: less leaked)", lambda r: r["reconstruction"]["mean_mse"]),
+            ("inversion MSE, either polarity", lambda r: r["either_polarity"]["mean_mse"]),
+            ("stolen clone accuracy (lower: less leaked)", lambda r: r["stolen_clone"]["clone_accuracy"]),
+        ]
+        grey = inversion[0]["baselines"]["constant_0.5"]["mean_mse"]
+        untrained = inversion[0]["clone_before_attack"]["clone_accuracy"]
+        lines = {0: (grey, "grey image"), 1: (grey, "grey image"), 2: (untrained, "untrained clone")}
+        figure = _tradeoff_figure(inversion, panels, "split model test accuracy", lines)
+        written.append(save_figure(figure, folder / INVERSION_FIGURE))
+        pictured = [(r, folder / f"{r['key']}.npz") for r in inversion if (folder / f"{r['key']}.npz").exists()]
+        if pictured:
+            with np.load(pictured[0][1]) as first:
+                rows = [first["originals"] / 255.0]
+            titles, captions = ["original"], [None]
+            for record, path in pictured:
+                with np.load(path) as images:
+                    rows.append(images["reconstructions"] / 255.0)
+                titles.append(f"{_defense_name(record)} {_strength(record)}".replace(" -", ""))
+                captions.append([f"MSE {value:.3f}" for value in record["reconstruction"]["mse"]])
+            grid = rows_grid(rows, titles, col_labels=inversion[0]["targets"]["labels"], captions=captions)
+            written.append(save_figure(grid, folder / GRID_FIGURE))
+    labels = [r for r in records if r["side"] == "labels"]
+    if labels:
+        panels = [(f"label accuracy, {title}", _method_score(name, "accuracy")) for name, title in LABEL_METHODS.items()]
+        panels.append(("label accuracy, gradient matching relabelled", _method_score(GROUPING_METHOD, "relabelled_accuracy")))
+        chance = labels[0]["labels"][0]["chance"]
+        figure = _tradeoff_figure(labels, panels, "U-shaped model test accuracy", {0: (chance, "chance"), 1: (chance, "chance")})
+        written.append(save_figure(figure, folder / LABEL_FIGURE))
+    return written
+
+
+def _method_score(name: str, score: str):
+    def value(record: dict[str, Any]) -> float | None:
+        return next((entry[score] for entry in record["labels"] if entry["name"] == name), None)
+
+    return value
+
+
+def _tradeoff_figure(records, panels, xlabel: str, reference_lines: dict[int, tuple[float, str]]):
+    """One panel per attack measure: a curve per defense through its strengths, from the undefended point."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import PercentFormatter
+
+    baseline = next((r for r in records if r["defense"] == "none"), None)
+    defenses = list(dict.fromkeys(r["defense"] for r in records if r["defense"] != "none"))
+    figure = Figure(figsize=(5.5 * len(panels), 4.2), layout="constrained")
+    axes_list = figure.subplots(1, len(panels), squeeze=False)[0]
+    for index, (axes, (ylabel, measure)) in enumerate(zip(axes_list, panels)):
+        for defense in defenses:
+            runs = [r for r in records if r["defense"] == defense]
+            points = ([baseline] if baseline is not None else []) + runs
+            xs = [r["test_accuracy"] for r in points]
+            ys = [measure(r) for r in points]
+            (line,) = axes.plot(xs, ys, marker="o", label=_defense_name(runs[0]))
+            for r, x, y in zip(points, xs, ys):
+                if r["defense"] != "none" and r["strength"] is not None:
+                    axes.annotate(f"{r['strength']:g}", (x, y), textcoords="offset points", xytext=(4, 4),
+                                  fontsize="x-small", color=line.get_color())
+        if baseline is not None:
+            axes.plot([baseline["test_accuracy"]], [measure(baseline)], marker="*", markersize=14, color="black",
+                      linestyle="none", label="no defense")
+        if index in reference_lines:
+            level, name = reference_lines[index]
+            axes.axhline(level, color="grey", linestyle="--", linewidth=1, label=name)
+        axes.xaxis.set_major_formatter(PercentFormatter(1.0))
+        if "accuracy" in ylabel:
+            axes.yaxis.set_major_formatter(PercentFormatter(1.0))
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(ylabel)
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize="small")
+    return figure
+
+
+def _epochs(record: dict[str, Any]) -> str:
+    return _count(record["training"]["epochs"], "epoch")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _defense_name(record: dict[str, Any]) -> str:
+    return record["defense"].replace("_", " ")
+
+
+def _strength(record: dict[str, Any]) -> str:
+    return "-" if record["strength"] is None else f"{record['strength']:g}"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _markdown_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
