@@ -4,8 +4,9 @@
     python scripts/report.py --results /tmp/my_sweep --notes /tmp/my_sweep/notes.md
 
 Every table, plot and image grid is regenerated from RESULTS/cells/ (no attack
-runs). NOTES (default RESULTS/notes.md, if present) is hand-written markdown,
-included as the report's last section: the place to explain the numbers.
+runs), and from RESULTS/defenses/ when scripts/defend.py has stored runs there.
+NOTES (default RESULTS/notes.md, if present) is hand-written markdown, included
+as the report's "Findings": the place to explain the numbers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up lines)
 
+from unsplit_tf.defenses import defense_report, write_defense_figures  # noqa: E402
 from unsplit_tf.experiments import ResultStore  # noqa: E402
 from unsplit_tf.report import write_report  # noqa: E402
 
@@ -33,6 +35,11 @@ def main(argv: list[str] | None = None) -> None:
         path = write_report(ResultStore(args.results), notes=notes)
     except ValueError as error:
         sys.exit(f"error: {error}")
+    defenses = args.results / "defenses"
+    if any(defenses.glob("*.json")):
+        write_defense_figures(defenses)
+        with path.open("a") as report:
+            report.write("\n" + defense_report(defenses, relative_to=args.results))
     print(f"wrote {path} and its figures")
 
 

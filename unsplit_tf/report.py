@@ -376,7 +376,7 @@ def _header(records: Sequence[dict[str, Any]], store: ResultStore, out: Path) ->
         "*untrained clone* is the clone accuracy of the fresh clone the attack starts from (nothing stolen yet). "
         "*Attack time* is the wall-clock time of the attack on all targets; *budget* Mx(I+M) is M rounds of I input "
         "steps and M model steps per target. Presets: `paper` is the authors' hyper-parameters, `better` drops the "
-        "pull towards black, keeps pixels in [0, 1] and slows the clone (see `unsplit_tf/attacks/inversion.py`). "
+        "pull towards black, keeps pixels in [0, 1], slows the clone and speeds up x_hat (see `unsplit_tf/attacks/inversion.py`). "
         "Mode `sequential` attacks the targets one after another with one shared clone, as the authors' code; "
         "`batched` attacks all at once.",
     ]
