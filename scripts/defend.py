@@ -61,6 +61,7 @@ from unsplit_tf.attacks.labels import (  # noqa: E402
     evaluate_labels,
 )
 from unsplit_tf.data import Dataset, first_index_per_class  # noqa: E402
+from unsplit_tf.experiments import environment  # noqa: E402
 from unsplit_tf.defenses import (  # noqa: E402
     ActivationNoise,
     GradientClipping,
@@ -292,17 +293,6 @@ def run_labels(args: argparse.Namespace, data: Dataset, x_train, y_train, defens
 
 
 # ---------------------------------------------------------------- main
-
-
-def environment() -> dict:
-    return {
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "gpus": len(tf.config.list_logical_devices("GPU")),
-        "load_average_1min": os.getloadavg()[0],
-    }
 
 
 def write_report(out: Path) -> None:

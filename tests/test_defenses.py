@@ -22,23 +22,10 @@ from unsplit_tf.defenses import (
     with_defense,
     write_defense_figures,
 )
+from models_for_tests import residual_model
+
 from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, cross_entropy
 from unsplit_tf.split import split_model
-
-
-def residual_model() -> keras.Model:
-    """conv - relu - [residual block] - pool - flatten - dense - relu - dense: the block ends before 'pool'."""
-    inputs = keras.Input((8, 8, 2))
-    x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
-    x = layers.ReLU(name="stem_relu")(x)
-    branch = layers.Conv2D(4, 3, padding="same", name="block_conv")(x)
-    branch = layers.ReLU(name="block_relu")(branch)
-    x = layers.Add(name="block_add")([x, branch])
-    x = layers.MaxPooling2D(name="pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(8, name="hidden")(x)
-    x = layers.ReLU(name="hidden_relu")(x)
-    return keras.Model(inputs, layers.Dense(3, name="out")(x))
 
 
 def dense_net(features=16, hidden=24, classes=10) -> keras.Model:

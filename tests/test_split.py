@@ -3,23 +3,10 @@ import numpy as np
 import pytest
 from keras import layers
 
+from models_for_tests import residual_model
+
 from unsplit_tf.models import cifar_net, mnist_net
 from unsplit_tf.split import clone_architecture, split_model, split_u_shaped
-
-
-def residual_model() -> keras.Model:
-    """conv - relu - [residual block] - pool - flatten - dense: cuts inside the block cross a skip."""
-    inputs = keras.Input((8, 8, 2))
-    x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
-    x = layers.ReLU(name="stem_relu")(x)
-    branch = layers.Conv2D(4, 3, padding="same", name="block_conv")(x)
-    branch = layers.ReLU(name="block_relu")(branch)
-    x = layers.Add(name="block_add")([x, branch])
-    x = layers.MaxPooling2D(name="pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(8, name="hidden")(x)
-    x = layers.ReLU(name="hidden_relu")(x)
-    return keras.Model(inputs, layers.Dense(3, name="out")(x))
 
 
 def assert_split_exact(model, split, x):
