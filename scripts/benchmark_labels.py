@@ -10,9 +10,10 @@ is timed, not split learning. Every attack includes its clone's training step,
 as the original does.
 
 The baseline is the authors' algorithm as they wrote it, in TensorFlow eager
-mode (their code is PyTorch eager, which is not installed here): per example,
-ten backward passes through the clone (one per candidate label), the MSE of
-each weight gradient with the observed one, then one optimiser step.
+mode: per example, ten backward passes through the clone (one per candidate
+label), the MSE of each weight gradient with the observed one, then one
+optimiser step. `main` also times the same loop in PyTorch eager, the authors'
+framework, when torch is installed (scripts/pytorch_baseline.py).
 """
 
 from __future__ import annotations

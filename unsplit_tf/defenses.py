@@ -31,7 +31,6 @@ turns them into tables (`defense_report`) and privacy-utility figures.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -43,7 +42,16 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from unsplit_tf.split import Split, UShapedSplit, as_functional, counted_layers, split_model, split_u_shaped
+from unsplit_tf.split import (
+    Split,
+    UShapedSplit,
+    as_functional,
+    counted_layers,
+    find_layer,
+    nodes_in,
+    split_model,
+    split_u_shaped,
+)
 
 DISTRIBUTIONS = ("gaussian", "laplace")
 
@@ -379,14 +387,10 @@ def with_defense(model: keras.Model, defense: layers.Layer, *, after: str) -> ke
     names = [layer.name for layer in model.layers]
     if defense.name in names:
         raise ValueError(f"model '{model.name}' already has a layer named '{defense.name}'; give the defense another name=")
-    if after not in names:
-        close = difflib.get_close_matches(after, names, n=3)
-        hint = f"; did you mean {', '.join(repr(name) for name in close)}?" if close else ""
-        raise ValueError(f"model '{model.name}' has no layer named '{after}'{hint} Its layers: {', '.join(names)}")
-    target = model.get_layer(after)
+    target = find_layer(model, after)
     if isinstance(target, layers.InputLayer):
         raise ValueError(f"'{after}' is the model's input; put the defense after a layer that computes something")
-    calls = sum(1 for level in model._nodes_by_depth.values() for node in level if node.operation is target)
+    calls = len(nodes_in(model, target))
     if calls != 1:
         raise ValueError(f"layer '{after}' is used {calls} times in the model, so 'after it' is ambiguous; choose another layer")
     if isinstance(defense, NoPeek) and len(model.inputs) != 1:

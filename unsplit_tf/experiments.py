@@ -128,7 +128,7 @@ class InversionCell:
         return {**_fields(self), "budget": dataclasses.asdict(self.budget)}
 
     def attack_config(self) -> InversionConfig:
-        """The preset with this cell's budget and mode; the clone's seed is apart from the training seed."""
+        """The preset with this cell's budget, mode and seed (`clone_architecture` keeps the clone off the training draw)."""
         budget = dataclasses.asdict(self.budget)
         return preset(self.preset).replace(mode=self.mode, seed=self.seed, **budget)
 

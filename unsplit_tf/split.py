@@ -138,12 +138,7 @@ def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> k
     if (depth is None) == (layer is None):
         raise ValueError("give exactly one of depth= or layer= to say where to cut")
     if layer is not None:
-        names = [candidate.name for candidate in model.layers]
-        if layer not in names:
-            close = difflib.get_close_matches(layer, names, n=3)
-            hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
-            raise ValueError(f"model '{model.name}' has no layer named '{layer}'{hint} Its layers: {', '.join(names)}")
-        cut = model.get_layer(layer)
+        cut = find_layer(model, layer)
         if isinstance(cut, layers.InputLayer):
             raise ValueError(f"layer '{layer}' is the model's input: cutting there leaves nothing for the client")
         if cut is model.layers[-1] or any(cut is out._keras_history.operation for out in model.outputs):
@@ -159,9 +154,23 @@ def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> k
     return counted[depth]
 
 
+def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
+    """The layer called `name`; ValueError with close matches and the full list if there is none."""
+    names = [candidate.name for candidate in model.layers]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(repr(n) for n in close)}?" if close else ""
+        raise ValueError(f"model '{model.name}' has no layer named '{name}'{hint} Its layers: {', '.join(names)}")
+    return model.get_layer(name)
+
+
+def nodes_in(model: keras.Model, layer: keras.layers.Layer) -> list:
+    """The calls of `layer` inside `model`'s own graph (sub-models built from it add nodes to shared layers)."""
+    return [node for level in model._nodes_by_depth.values() for node in level if node.operation is layer]
+
+
 def _single_output(model: keras.Model, layer: keras.layers.Layer):
-    # Only this model's nodes count: building sub-models adds nodes to the shared layers.
-    nodes = [node for level in model._nodes_by_depth.values() for node in level if node.operation is layer]
+    nodes = nodes_in(model, layer)
     if len(nodes) != 1:
         raise ValueError(
             f"layer '{layer.name}' is used {len(nodes)} times in the model, so a cut there is ambiguous; cut at another layer"
