@@ -40,8 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -50,7 +48,6 @@ from common import add_data_flags, load_data  # first: quiets TensorFlow
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from unsplit_tf.attacks.inversion import PRESETS, invert, preset  # noqa: E402
 from unsplit_tf.attacks.labels import (  # noqa: E402
