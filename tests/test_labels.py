@@ -20,8 +20,11 @@ from unsplit_tf.attacks.labels import (
     evaluate_labels,
     one_vs_rest_auc,
     project_to_simplex,
+    recover_logit_gradients,
     relabelled_accuracy,
+    solve_positive_definite,
 )
+from unsplit_tf.optim import ResettableAdam
 from unsplit_tf.protocol import TrainConfig, UShapedTrainer, cross_entropy
 from unsplit_tf.split import split_u_shaped
 
@@ -112,6 +115,33 @@ def test_projection_onto_the_simplex(rng):
         assert np.sum((v - p) ** 2) <= np.min(np.sum((v - others) ** 2, axis=1)) + 1e-6
     point = np.array([[0.2, 0.3, 0.5]], np.float32)
     np.testing.assert_allclose(project_to_simplex(point).numpy(), point, atol=1e-6)
+    ties = np.array([[2.0, 2.0, -1.0, 2.0]], np.float32)  # equal entries share the mass
+    np.testing.assert_allclose(project_to_simplex(ties).numpy(), [[1 / 3, 1 / 3, 0.0, 1 / 3]], atol=1e-6)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 30])
+def test_recovered_logit_gradients_are_the_minimum_norm_least_squares_solution(rng, batch):
+    """B = 1 (the fast path), B <= rank (exact), and B = 30 > D = 12 (underdetermined), against numpy's pinv."""
+    steps, features = 3, 12
+    a = np.abs(rng.normal(size=(steps, batch, features)))
+    logit_grads = rng.normal(size=(steps, batch, CLASSES))
+    kernel_grads = np.einsum("tbd,tbc->tdc", a, logit_grads) / batch  # the mean loss's dL/dW
+    recovered = recover_logit_gradients(tf.constant(a, tf.float32), tf.constant(kernel_grads, tf.float32)).numpy()
+    expected = np.stack([np.linalg.pinv(a[t].T) @ (kernel_grads[t] * batch) for t in range(steps)])
+    np.testing.assert_allclose(recovered, expected, rtol=1e-3, atol=1e-4)
+    if batch <= features:
+        np.testing.assert_allclose(recovered, logit_grads, rtol=1e-3, atol=1e-4)
+    assert np.all(recover_logit_gradients(tf.zeros((1, batch, features)), tf.zeros((1, features, CLASSES))).numpy() == 0)
+
+
+@pytest.mark.parametrize("size", [10, 20])
+def test_small_positive_definite_solve(rng, size):
+    """The unrolled elimination (size 10) and the tf.linalg.solve fallback (size 20) agree with numpy."""
+    root = rng.normal(size=(size, size))
+    matrix = (root @ root.T + 1e-2 * np.eye(size)).astype(np.float32)
+    rhs = rng.normal(size=(size, 7)).astype(np.float32)
+    solved = solve_positive_definite(tf.constant(matrix), tf.constant(rhs)).numpy()
+    np.testing.assert_allclose(matrix @ solved, rhs, rtol=1e-3, atol=1e-3)
 
 
 def test_activation_gradients_cannot_name_the_classes(rng):
@@ -217,6 +247,25 @@ def test_original_scoring_is_the_authors_weight_gradient_mse(rng):
     assert out.labels[0] == 3
 
 
+def test_the_clone_takes_the_originals_cross_entropy_step_on_its_labels(rng):
+    """The closed-form clone update is Adam (PyTorch's, as the authors') on the tape gradient of the mean loss."""
+    keras.utils.set_random_seed(0)
+    head = split_u_shaped(tiny_net(), depth=1).client_head
+    attack = LabelInferenceAttack(head, LabelInferenceConfig("weight_gradient", learning_rate=0.05))
+    reference = keras.models.clone_model(attack.clone)
+    reference.set_weights(attack.clone.get_weights())
+    adam = ResettableAdam(reference.trainable_variables, 0.05)
+    for _ in range(3):
+        a = np.abs(rng.normal(size=(4, HIDDEN))).astype(np.float32)
+        labels = rng.integers(0, CLASSES, 4)
+        attack.step(a, np.zeros((HIDDEN, CLASSES)), known_labels=labels)
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(labels, reference(a))
+        adam.apply(tape.gradient(loss, reference.trainable_variables))
+    for learned, expected in zip(attack.clone.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(learned, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_weight_gradient_batches(rng):
     """B <= rank(a): the per-example gradients are recovered exactly, so every label is right.
 
@@ -257,8 +306,11 @@ def test_activation_gradient_far_above_chance(rng, batch_size):
     assert oblivious.relabelled_accuracy >= 0.9 and oblivious.known == 0
 
 
+@pytest.mark.parametrize("jit_compile", [True, False])
 @pytest.mark.parametrize("observation", OBSERVATIONS)
-def test_recorded_steps_in_one_call_equal_step_by_step(rng, observation):
+def test_recorded_steps_in_one_call_equal_step_by_step(rng, observation, jit_compile):
+    """With XLA (the default) and as a plain graph; the two may differ in rounding, which
+    can rename the classes an activation-gradient attack has not been told."""
     x, y = synthetic(rng, 24)
     keras.utils.set_random_seed(0)
     split = split_u_shaped(tiny_net(), depth=1)
@@ -266,9 +318,10 @@ def test_recorded_steps_in_one_call_equal_step_by_step(rng, observation):
     UShapedTrainer(split, TrainConfig(batch_size=2)).fit(x, y, on_step=records.append)
     field = "head_kernel_gradient" if observation == "weight_gradient" else "activation_gradients"
     known = np.array([first_of_class_known(set(), y[r.indices][:1]).tolist() + [-1] for r in records])
-    one_by_one = LabelInferenceAttack(split.client_head, LabelInferenceConfig(observation))
+    config = LabelInferenceConfig(observation, jit_compile=jit_compile)
+    one_by_one = LabelInferenceAttack(split.client_head, config)
     expected = [one_by_one.step(r.activations, getattr(r, field), known_labels=k).labels for r, k in zip(records, known)]
-    at_once = LabelInferenceAttack(split.client_head, LabelInferenceConfig(observation))
+    at_once = LabelInferenceAttack(split.client_head, config)
     out = at_once.steps(
         np.stack([r.activations for r in records]), np.stack([getattr(r, field) for r in records]), known_labels=known
     )
