@@ -29,7 +29,7 @@ import pytorch_baseline  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from unsplit_tf.attacks.labels import LabelInferenceAttack, LabelInferenceConfig  # noqa: E402
+from unsplit_tf.attacks.labels import KnownLabels, LabelInferenceAttack, LabelInferenceConfig  # noqa: E402
 from unsplit_tf.protocol import cross_entropy  # noqa: E402
 
 FEATURES, CLASSES = 84, 10
@@ -91,10 +91,10 @@ def library_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]
     For activation gradients the first example of each class is known (they name the classes).
     """
     attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
-    seen: set[int] = set()
+    side_knowledge = KnownLabels(CLASSES)
 
     def step(batch: Batch) -> np.ndarray:
-        known = _first_of_class(batch[3][None], seen)[0] if observation == "activation_gradient" else None
+        known = side_knowledge(batch[3]) if observation == "activation_gradient" else None
         return attack.step(batch[0], batch[1 if observation == "weight_gradient" else 2], known_labels=known).labels
 
     return step
@@ -103,22 +103,13 @@ def library_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]
 def recorded_run_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]:
     """`LabelInferenceAttack.steps`: many recorded training steps per call (batches of stacked steps)."""
     attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
-    seen: set[int] = set()
+    side_knowledge = KnownLabels(CLASSES)
 
     def steps(stacked: Batch) -> np.ndarray:
-        known = _first_of_class(stacked[3], seen) if observation == "activation_gradient" else None
+        known = side_knowledge(stacked[3]) if observation == "activation_gradient" else None
         return attack.steps(stacked[0], stacked[1 if observation == "weight_gradient" else 2], known_labels=known).labels
 
     return steps
-
-
-def _first_of_class(labels: np.ndarray, seen: set[int]) -> np.ndarray:
-    known = np.full(labels.shape, -1, np.int64)
-    for index, label in np.ndenumerate(labels):
-        if label not in seen:
-            seen.add(int(label))
-            known[index] = label
-    return known
 
 
 def stacked(stream: list[Batch], steps_per_call: int) -> list[Batch]:

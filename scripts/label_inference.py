@@ -43,14 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from unsplit_tf.attacks.labels import (  # noqa: E402
-    OBSERVATIONS,
-    DirectionScoring,
-    LabelInferenceAttack,
-    LabelInferenceConfig,
-    NormScoring,
-    evaluate_labels,
-)
+from unsplit_tf.attacks.labels import OBSERVATIONS, KnownLabels, NormScoring, evaluate_labels, label_methods  # noqa: E402
 from unsplit_tf.models import reference_net  # noqa: E402
 from unsplit_tf.plots import curves, save_figure  # noqa: E402
 from unsplit_tf.protocol import TrainConfig, UShapedTrainer  # noqa: E402
@@ -79,25 +72,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"{flag} must be at least {least}, got {value}")
     return args
 
-def make_methods(head: keras.Model, observations: tuple[str, ...], seed: int, num_classes: int) -> dict:
-    """Every attack and baseline to run, by result name; the original variants next to the improved ones."""
-    configs = []
-    if "weight_gradient" in observations:
-        configs += [
-            LabelInferenceConfig("weight_gradient", seed=seed),
-            LabelInferenceConfig("weight_gradient", softmax="clone", seed=seed),
-        ]
-    if "activation_gradient" in observations:
-        configs += [
-            LabelInferenceConfig("activation_gradient", seed=seed),
-            LabelInferenceConfig("activation_gradient", clone_objective="cross_entropy", seed=seed),
-        ]
-    methods = {f"{c.observation}/{c.method}": LabelInferenceAttack(head, c) for c in configs}
-    if "activation_gradient" in observations:
-        for baseline in (DirectionScoring(num_classes), NormScoring()):
-            methods[f"{baseline.observation}/{baseline.method}"] = baseline
-    return methods
-
 def short_name(name: str) -> str:
     """Progress-bar label: "weight_gradient/gradient_matching[clone softmax]" -> "weight[orig]"."""
     observation, method = name.split("/")
@@ -123,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
         sys.exit(f"error: {error}")
     trainer = UShapedTrainer(split, TrainConfig(batch_size=args.batch_size, epochs=1, seed=args.seed))
     observations = OBSERVATIONS if args.observation == "all" else (args.observation,)
-    methods = make_methods(split.client_head, observations, args.seed, data.num_classes)
+    methods = label_methods(split.client_head, data.num_classes, seed=args.seed, observations=observations)
     out = args.out or Path("runs") / "label_inference" / f"{data.name}_b{args.batch_size}"
     steps = -(-args.samples // args.batch_size)
     print(
@@ -132,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{args.samples} examples, batch {args.batch_size}, {steps} steps; first {args.known_per_class} of each class known"
     )
 
-    seen = np.zeros(data.num_classes, np.int64)
+    side_knowledge = KnownLabels(data.num_classes, args.known_per_class)
     true: list[int] = []
     curve_steps: list[int] = []
     running: dict[str, list[float | None]] = {name: [] for name, method in methods.items() if not isinstance(method, NormScoring)}
@@ -143,18 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     def on_step(record) -> None:
         labels = y[record.indices]
-        known = np.full(len(labels), -1, np.int64)
-        for i, label in enumerate(labels):
-            if seen[label] < args.known_per_class:
-                seen[label] += 1
-                known[i] = label
+        known = side_knowledge(labels)
         start = time.perf_counter()
-        inferred = {}
-        for name, method in methods.items():
-            if isinstance(method, LabelInferenceAttack):
-                inferred[name] = method.attack_record(record, known_labels=known).labels
-            else:
-                inferred[name] = method.step(record.activation_gradients, known_labels=known, step=record.step).labels
+        inferred = {name: method.attack_record(record, known_labels=known).labels for name, method in methods.items()}
         timing["attack_s"] += time.perf_counter() - start
         true.extend(labels.tolist())
         # Evaluation (the true labels), outside the attacks: running accuracy on the examples not given.

@@ -41,8 +41,8 @@ import tensorflow as tf
 
 from unsplit_tf.attacks.inversion import MODES, InversionConfig, RoundReport, invert, preset
 from unsplit_tf.attacks.labels import (
-    UNKNOWN,
     DirectionScoring,
+    KnownLabels,
     LabelInferenceAttack,
     LabelInferenceConfig,
     NormScoring,
@@ -487,23 +487,15 @@ def run_label_cell(data: Dataset, cell: LabelCell) -> CellResult:
         else:
             methods[method_id] = NormScoring() if config == "norm" else DirectionScoring(data.num_classes)
     given_known = {method_id: gets_known for method_id, _, _, gets_known in LABEL_METHODS}
-    seen: set[int] = set()
+    side_knowledge = KnownLabels(data.num_classes)
     true_labels: list[np.ndarray] = []
 
     def observe(record: UShapedWireRecord) -> None:
         labels = y[record.indices]
-        known = np.full(len(labels), UNKNOWN, np.int64)
-        for row, label in enumerate(labels):
-            if int(label) not in seen:
-                seen.add(int(label))
-                known[row] = label
+        known = side_knowledge(labels)
         true_labels.append(labels)
         for method_id, method in methods.items():
-            known_here = known if given_known[method_id] else None
-            if isinstance(method, LabelInferenceAttack):
-                method.attack_record(record, known_labels=known_here)
-            else:
-                method.step(record.activation_gradients.numpy(), known_labels=known_here, step=record.step)
+            method.attack_record(record, known_labels=known if given_known[method_id] else None)
 
     trainer.fit(x, y, on_step=observe)
     truth = np.concatenate(true_labels)

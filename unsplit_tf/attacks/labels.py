@@ -678,10 +678,19 @@ def cosine_similarities(activation_gradients: Any, references: Any) -> np.ndarra
     return unit(grads) @ unit(refs).T
 
 
-class NormScoring:
-    """Li et al.'s norm scoring: a ranking by gradient norm, no labels. Evaluate it by AUC."""
+class _ActivationGradientBaseline:
+    """What Li et al.'s baselines share: they read the activation gradients of a wire record."""
 
     observation = "activation_gradient"
+
+    def attack_record(self, record: Any, *, known_labels: Any = None) -> LabelInferenceStep:
+        """`step` on a `protocol.UShapedWireRecord`, as `LabelInferenceAttack.attack_record`."""
+        return self.step(np.asarray(record.activation_gradients), known_labels=known_labels, step=record.step)
+
+
+class NormScoring(_ActivationGradientBaseline):
+    """Li et al.'s norm scoring: a ranking by gradient norm, no labels. Evaluate it by AUC."""
+
     method = "norm_scoring"
 
     def __init__(self) -> None:
@@ -698,7 +707,7 @@ class NormScoring:
         return self._history.result(self.observation, self.method, with_labels=False)
 
 
-class DirectionScoring:
+class DirectionScoring(_ActivationGradientBaseline):
     """Li et al.'s direction scoring for C classes: cosine similarity to a known example's gradient per class.
 
     The reference of a class is the activation gradient of the first example
@@ -708,7 +717,6 @@ class DirectionScoring:
     -2, below any cosine.
     """
 
-    observation = "activation_gradient"
     method = "direction_scoring"
 
     def __init__(self, num_classes: int) -> None:
@@ -739,6 +747,53 @@ class DirectionScoring:
 
     def result(self) -> LabelInferenceResult:
         return self._history.result(self.observation, self.method, references=int(self.has_reference.sum()))
+
+
+# ---------------------------------------------------------------- running every method on a training run
+
+
+class KnownLabels:
+    """The side knowledge of an attacker: the labels of the first `per_class` examples of each class it meets.
+
+    Activation gradients cannot name the classes (see the module docstring); Li et
+    al.'s direction scoring assumes the same knowledge. Call it on the true labels
+    of each batch, in training order; it returns them where known, UNKNOWN elsewhere.
+    """
+
+    def __init__(self, num_classes: int, per_class: int = 1) -> None:
+        if per_class < 0:
+            raise ValueError(f"per_class must be 0 or more, got {per_class}")
+        self.per_class = per_class
+        self.seen = np.zeros(num_classes, np.int64)
+
+    def __call__(self, labels: Any) -> np.ndarray:
+        labels = np.asarray(labels, np.int64)
+        known = np.full(labels.shape, UNKNOWN, np.int64)
+        for index, label in np.ndenumerate(labels):
+            if self.seen[label] < self.per_class:
+                self.seen[label] += 1
+                known[index] = label
+        return known
+
+
+def label_methods(
+    head: keras.Model, num_classes: int, *, seed: int = 0, observations: Sequence[str] = OBSERVATIONS
+) -> dict[str, LabelInferenceAttack | NormScoring | DirectionScoring]:
+    """Every attack and baseline for the observation models asked, by result name; the authors' variants beside ours.
+
+    Each takes `attack_record(record, known_labels=...)` and gives `result()`.
+    """
+    configs = []
+    for observation in map(check_observation, observations):
+        variant = {"softmax": "clone"} if observation == "weight_gradient" else {"clone_objective": "cross_entropy"}
+        configs += [LabelInferenceConfig(observation, seed=seed), LabelInferenceConfig(observation, seed=seed, **variant)]
+    methods: dict[str, LabelInferenceAttack | NormScoring | DirectionScoring] = {
+        f"{c.observation}/{c.method}": LabelInferenceAttack(head, c) for c in configs
+    }
+    if "activation_gradient" in observations:
+        for baseline in (DirectionScoring(num_classes), NormScoring()):
+            methods[f"{baseline.observation}/{baseline.method}"] = baseline
+    return methods
 
 
 # ---------------------------------------------------------------- evaluation (uses the true labels)
