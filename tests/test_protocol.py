@@ -86,3 +86,30 @@ def test_trained_model_is_cached_and_reloaded(rng, tmp_path):
         np.testing.assert_array_equal(a, b)
     retrained = train_reference_net(data, depth=2, config=TrainConfig(epochs=1, batch_size=16), cache_dir=tmp_path)
     assert not retrained.from_cache
+
+
+def test_each_partys_regulariser_trains_its_own_weights_only(rng):
+    """A weight penalty on a server layer joins the server's objective; the gradient sent down does not include it."""
+    import keras
+
+    def net(server_l2):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input(shape=(6,))
+        hidden = keras.layers.Dense(8, activation="relu", name="client_dense")(inputs)
+        regulariser = keras.regularizers.L2(server_l2) if server_l2 else None
+        outputs = keras.layers.Dense(3, kernel_regularizer=regulariser, name="server_dense")(hidden)
+        return keras.Model(inputs, outputs)
+
+    x = rng.normal(size=(8, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 8)
+    runs = {}
+    for l2 in (0.0, 10.0):
+        split = split_model(net(l2), depth=0)
+        records = []
+        SplitTrainer(split.client, split.server, TrainConfig(batch_size=8, epochs=1)).fit(x, y, on_step=records.append)
+        runs[l2] = (split.client.get_weights(), split.server.get_weights(), records[0].activation_gradients.numpy())
+    (client_plain, server_plain, wire_plain), (client_l2, server_l2, wire_l2) = runs[0.0], runs[10.0]
+    assert not np.allclose(server_plain[0], server_l2[0])  # the server's step saw its penalty
+    np.testing.assert_allclose(wire_plain, wire_l2, rtol=1e-6)  # what crossed the wire did not
+    for plain, penalised in zip(client_plain, client_l2):
+        np.testing.assert_allclose(plain, penalised, rtol=1e-6)

@@ -168,10 +168,12 @@ class SplitTrainer(_Trainer):
             activations = self.client(x, training=True)
             penalty = added_losses(self.client)
         # --- the wire: `activations` go up to the server ---
-        with tf.GradientTape() as server_tape:
+        with tf.GradientTape(persistent=True) as server_tape:  # two gradients: the penalty stays off the wire
             server_tape.watch(activations)
             loss = cross_entropy(y, self.server(activations, training=True))
-        server_grads, activation_grads = server_tape.gradient(loss, [self.server.trainable_variables, activations])
+            server_objective = loss + added_losses(self.server)
+        server_grads = server_tape.gradient(server_objective, self.server.trainable_variables)
+        activation_grads = server_tape.gradient(loss, activations)
         self.server_optimizer.apply_gradients(zip(server_grads, self.server.trainable_variables))
         # --- the wire: `activation_grads` go back down to the client ---
         client_grads = client_tape.gradient(
