@@ -59,6 +59,7 @@ from unsplit_tf.attacks.labels import (  # noqa: E402
 )
 from unsplit_tf.data import Dataset, first_index_per_class  # noqa: E402
 from unsplit_tf.experiments import environment  # noqa: E402
+from unsplit_tf.defense_report import defense_report, write_defense_figures  # noqa: E402
 from unsplit_tf.defenses import (  # noqa: E402
     ActivationNoise,
     GradientClipping,
@@ -66,11 +67,9 @@ from unsplit_tf.defenses import (  # noqa: E402
     LabelSubspaceNoise,
     MaxNormNoise,
     NoPeek,
-    defense_report,
     distance_correlation,
     split_u_shaped_with_defense,
     split_with_defense,
-    write_defense_figures,
 )
 from unsplit_tf.metrics import baseline_scores, clone_quality, reconstruction_scores  # noqa: E402
 from unsplit_tf.models import reference_net  # noqa: E402

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (first: quiets TensorFlow's start-up lines)
 
-from unsplit_tf.defenses import defense_report, write_defense_figures  # noqa: E402
+from unsplit_tf.defense_report import defense_report, write_defense_figures  # noqa: E402
 from unsplit_tf.experiments import ResultStore  # noqa: E402
 from unsplit_tf.report import write_report  # noqa: E402
 

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from keras import layers
 
+from unsplit_tf.defense_report import defense_report, write_defense_figures
 from unsplit_tf.defenses import (
     ActivationNoise,
     GradientClipping,
@@ -15,12 +16,10 @@ from unsplit_tf.defenses import (
     LabelSubspaceNoise,
     MaxNormNoise,
     NoPeek,
-    defense_report,
     distance_correlation,
     split_u_shaped_with_defense,
     split_with_defense,
     with_defense,
-    write_defense_figures,
 )
 from models_for_tests import residual_model
 
