@@ -233,17 +233,24 @@ def recover_logit_gradients(activations: tf.Tensor, kernel_gradients: tf.Tensor,
     When B > rank(a) each recovered row mixes in the others' gradients (weighted by the
     hat matrix a pinv(a)); the labels stay right as long as its own part dominates.
     """
-    a = tf.cast(activations, tf.float64)
-    batch = tf.cast(tf.shape(a)[-2], tf.float64)
-    target = tf.cast(kernel_gradients, tf.float64) * batch  # = a^T G: the mean loss's 1/B is known
-    gram = tf.matmul(a, a, transpose_b=True)
-    squares, vectors = tf.cond(  # at B = 1 the Gram matrix is its own eigenvalue; skip a LAPACK call per step
-        tf.shape(a)[-2] == 1, lambda: (gram[..., 0], tf.ones_like(gram)), lambda: tf.linalg.eigh(gram)
-    )  # ascending
-    keep = squares > rank_tolerance**2 * squares[..., -1:]
-    inverse = tf.where(keep, 1.0 / tf.where(keep, squares, 1.0), 0.0)
-    projected = tf.matmul(vectors, tf.matmul(a, target), transpose_a=True)  # U^T a target
-    return tf.cast(tf.matmul(vectors, inverse[..., None] * projected), tf.float32)
+    activations = tf.convert_to_tensor(activations, tf.float32)
+    kernel_gradients = tf.convert_to_tensor(kernel_gradients, tf.float32)
+
+    def one_example() -> tf.Tensor:  # pinv(a^T) = a / ||a||^2: no eigensolver, no float64 copy, no tiny matmuls
+        squares = tf.reduce_sum(tf.square(activations), axis=-1, keepdims=True)  # (..., 1, 1)
+        projected = tf.reduce_sum(activations[..., 0, :, None] * kernel_gradients, axis=-2)[..., None, :]  # (..., 1, C)
+        return tf.math.divide_no_nan(projected, squares)
+
+    def any_batch() -> tf.Tensor:
+        a = tf.cast(activations, tf.float64)
+        target = tf.cast(kernel_gradients, tf.float64) * tf.cast(tf.shape(a)[-2], tf.float64)  # = a^T G (1/B known)
+        squares, vectors = tf.linalg.eigh(tf.matmul(a, a, transpose_b=True))  # ascending
+        keep = squares > rank_tolerance**2 * squares[..., -1:]
+        inverse = tf.where(keep, 1.0 / tf.where(keep, squares, 1.0), 0.0)
+        projected = tf.matmul(vectors, tf.matmul(a, target), transpose_a=True)  # U^T a target
+        return tf.cast(tf.matmul(vectors, inverse[..., None] * projected), tf.float32)
+
+    return tf.cond(tf.shape(activations)[-2] == 1, one_example, any_batch)
 
 
 UNROLLED_SOLVE_MAX = 16
@@ -489,22 +496,26 @@ class LabelInferenceAttack:
 
     def _run_body(self, activations: tf.Tensor, evidence: tf.Tensor, known: tf.Tensor):
         weights = self.config.observation == "weight_gradient"
-        if weights and self.config.softmax == "best":
-            evidence = self._clone_free_distances(evidence)  # vectorised: cheaper than inside the loop
         count = tf.shape(activations)[0]
-        labels = tf.TensorArray(tf.int64, size=count)
-        distances = tf.TensorArray(tf.float32, size=count)
-        for t in tf.range(count):
-            step_labels, step_distances = self._body(activations[t], evidence[t], known[t])
-            labels = labels.write(t, step_labels)
-            distances = distances.write(t, step_distances)
-        distances = distances.stack()
+        if weights and self.config.softmax == "best":  # matching ignores the clone: all steps at once, then train it
+            distances = self._clone_free_distances(evidence)
+            labels = tf.where(known >= 0, known, tf.argmin(distances, axis=-1, output_type=tf.int64))
+            for t in tf.range(count):
+                self._train_clone(activations[t], labels[t])
+        else:
+            step_labels = tf.TensorArray(tf.int64, size=count)
+            step_distances = tf.TensorArray(tf.float32, size=count)
+            for t in tf.range(count):
+                labels_t, distances_t = self._body(activations[t], evidence[t], known[t])
+                step_labels = step_labels.write(t, labels_t)
+                step_distances = step_distances.write(t, distances_t)
+            labels, distances = step_labels.stack(), step_distances.stack()
         if weights:  # example i's predicted vs recovered share of the kernel gradient, as an MSE over its D x C entries
             batch = tf.cast(tf.shape(activations)[1], tf.float32)
             distances *= tf.reduce_sum(tf.square(activations), axis=-1, keepdims=True) / (
                 float(self.feature_dim * self.num_classes) * tf.square(batch)
             )
-        return labels.stack(), distances
+        return labels, distances
 
     def _logits(self, a: tf.Tensor, kernel: tf.Tensor | None = None) -> tf.Tensor:
         logits = tf.matmul(a, self._kernel if kernel is None else kernel)
@@ -534,16 +545,13 @@ class LabelInferenceAttack:
         implied = recovered[..., None, :] + tf.eye(self.num_classes)
         return tf.reduce_sum(tf.square(implied - project_to_simplex(implied)), axis=-1)
 
-    def _weight_step(self, a: tf.Tensor, evidence: tf.Tensor, known: tf.Tensor):
-        """Label each example by its nearest candidate, then train the clone.
+    def _weight_step(self, a: tf.Tensor, recovered: tf.Tensor, known: tf.Tensor):
+        """softmax="clone", the original: candidate c predicts the clone's softmax - onehot(c); then train the clone.
 
-        evidence: the distances (softmax="best"), or the recovered logit gradients
-        (softmax="clone", the original: candidate c predicts clone softmax - onehot(c)).
+        (softmax="best" does not depend on the clone and is matched for all steps at once, in `_run_body`.)
         """
-        distances = evidence
-        if self.config.softmax == "clone":
-            probs = tf.nn.softmax(self._logits(a))
-            distances = tf.reduce_sum(tf.square(evidence[:, None, :] - (probs[:, None, :] - tf.eye(self.num_classes))), axis=-1)
+        probs = tf.nn.softmax(self._logits(a))
+        distances = tf.reduce_sum(tf.square(recovered[:, None, :] - (probs[:, None, :] - tf.eye(self.num_classes))), axis=-1)
         labels = tf.where(known >= 0, known, tf.argmin(distances, axis=1, output_type=tf.int64))
         self._train_clone(a, labels)
         return labels, distances
