@@ -145,7 +145,7 @@ def run(
 
     Online: one `step` call per training step, as a server attacking live. Recorded: a
     recorded run attacked `examples_per_call` examples per `steps` call (the same
-    arithmetic, one compiled loop; at least 3 calls timed). Keys of report["attack"] are "<observation>/b<batch>
+    arithmetic, one compiled loop; at least 10 calls timed). Keys of report["attack"] are "<observation>/b<batch>
     online" and "<observation>/b<batch> recorded".
     """
     speed, accuracy = timed(original_attack(seed + 1), observations(WARMUP + original_examples, 1, seed))
@@ -161,7 +161,7 @@ def run(
             per_call = max(1, examples_per_call // batch)
             for mode, make, steps_per_call, calls in (
                 ("online", library_attack, 1, max(1, examples // batch)),
-                ("recorded", recorded_run_attack, per_call, max(3, examples // (batch * per_call))),
+                ("recorded", recorded_run_attack, per_call, max(10, examples // (batch * per_call))),
             ):
                 stream = observations((WARMUP + calls) * steps_per_call, batch, seed)
                 if steps_per_call > 1:

@@ -574,8 +574,17 @@ class LabelInferenceAttack:
         return labels, distances
 
     def _fitted_kernel(self, gg: tf.Tensor, go: tf.Tensor) -> tf.Tensor:
-        """Ridge least squares: the kernel W minimising sum_i ||o_i - g_i W^T||^2 + ridge ||W||^2, (D, C)."""
-        return tf.transpose(solve_positive_definite(gg + self.config.ridge * tf.eye(self.num_classes), go))
+        """Ridge least squares: the kernel W minimising sum_i ||o_i - g_i W^T||^2 + ridge ||W||^2, (D, C).
+
+        Every g_i sums to 0 (softmax - onehot), so the all-ones vector is an eigenvector of
+        gg + ridge I with eigenvalue `ridge` and go has no component along it: the solution
+        has none either (adding a vector to every column of W changes no prediction). Adding
+        ones ones^T to the matrix therefore changes nothing in exact arithmetic, and keeps the
+        float32 solve well conditioned after many examples (else its condition number grows
+        as examples / ridge, and rounding error along that direction swamps the logits).
+        """
+        ones = tf.ones((self.num_classes, self.num_classes))
+        return tf.transpose(solve_positive_definite(gg + self.config.ridge * tf.eye(self.num_classes) + ones, go))
 
     def _activation_fit_step(self, a: tf.Tensor, observed: tf.Tensor, known: tf.Tensor):
         """Match against a clone whose kernel is fitted to the observed gradients under the inferred labels.
