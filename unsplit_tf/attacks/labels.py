@@ -20,7 +20,7 @@ Observation models (name one in every result; `OBSERVATIONS`):
 - ``weight_gradient``: the server sees dL/dW, as the UnSplit authors' code
   assumes (a standard split-learning server does not). Since `a` is known,
   the per-example logit gradients are recovered exactly by least squares
-  (`recover_logit_gradients`, in float64) whenever the batch's activations have
+  (`recover_logit_gradients`; float64 for B > 1) whenever the batch's activations have
   full row rank (B <= rank); each row is then matched against the C
   candidates. The score is the per-example weight-gradient MSE, as in the
   original, but by default against the *best-fitting* softmax for each
@@ -132,8 +132,9 @@ class LabelInferenceConfig:
         (float32 observations carry about 7 significant digits).
     seed: the clone's initial weights.
     jit_compile: compile the sequential part (matching and the clone's steps) with XLA
-        (None or True, the default; several times faster on CPU for this many small
-        operations), or False: the same loop as a plain TensorFlow graph.
+        (the default: several times faster on CPU for this many small operations; each
+        new batch shape compiles once, in about a second), or run the same loop as a
+        plain TensorFlow graph (False).
     """
 
     observation: str = "weight_gradient"
@@ -146,7 +147,7 @@ class LabelInferenceConfig:
     ridge: float = 1e-3
     rank_tolerance: float = 1e-6
     seed: int = 0
-    jit_compile: bool | None = None
+    jit_compile: bool = True
 
     def __post_init__(self) -> None:
         check_observation(self.observation)
@@ -224,7 +225,8 @@ def recover_logit_gradients(activations: tf.Tensor, kernel_gradients: tf.Tensor,
     """Per-example logit gradients times B from a batch's kernel gradient: G with a^T G = B dL/dW, shape (..., B, C).
 
     The minimum-norm least-squares solution, pinv(a^T) B dL/dW, for any leading axes
-    (..., B, D) and (..., D, C). Computed in float64 through the eigenvectors of the Gram
+    (..., B, D) and (..., D, C). At B = 1 it is a dL/dW / ||a||^2. Otherwise it is
+    computed in float64 through the eigenvectors of the Gram
     matrix a a^T = U diag(s^2) U^T, as pinv(a^T) = U diag(s^-2) U^T a: one small
     symmetric eigenproblem (B x B) instead of an SVD, several times faster for many
     small batches. Singular values below `rank_tolerance` times the largest count as zero
@@ -405,7 +407,7 @@ class LabelInferenceAttack:
             ).get_concrete_function(steps_of(d), tf.TensorSpec((None, d, c), tf.float32))
         evidence = steps_of(c) if config.observation == "weight_gradient" else steps_of(d)
         self._run = tf.function(
-            self._run_body, jit_compile=True if config.jit_compile is None else config.jit_compile
+            self._run_body, jit_compile=config.jit_compile
         ).get_concrete_function(steps_of(d), evidence, tf.TensorSpec((None, None), tf.int64))
         self._history = _History()
 
