@@ -85,31 +85,21 @@ def original_attack(seed: int) -> Callable[[Batch], np.ndarray]:
     return attack
 
 
-def library_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]:
-    """`LabelInferenceAttack.step` on one observation model, one training step per call.
+def library_attack(observation: str, seed: int, *, recorded: bool = False) -> Callable[[Batch], np.ndarray]:
+    """`LabelInferenceAttack` on one observation model: `step` per training step, or with `recorded`,
+    `steps` per item of many stacked training steps.
 
     For activation gradients the first example of each class is known (they name the classes).
     """
     attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
+    infer = attack.steps if recorded else attack.step
     side_knowledge = KnownLabels(CLASSES)
 
-    def step(batch: Batch) -> np.ndarray:
-        known = side_knowledge(batch[3]) if observation == "activation_gradient" else None
-        return attack.step(batch[0], batch[1 if observation == "weight_gradient" else 2], known_labels=known).labels
+    def run(item: Batch) -> np.ndarray:
+        known = side_knowledge(item[3]) if observation == "activation_gradient" else None
+        return infer(item[0], item[1 if observation == "weight_gradient" else 2], known_labels=known).labels
 
-    return step
-
-
-def recorded_run_attack(observation: str, seed: int) -> Callable[[Batch], np.ndarray]:
-    """`LabelInferenceAttack.steps`: many recorded training steps per call (batches of stacked steps)."""
-    attack = LabelInferenceAttack(head_model(seed), LabelInferenceConfig(observation, seed=seed))
-    side_knowledge = KnownLabels(CLASSES)
-
-    def steps(stacked: Batch) -> np.ndarray:
-        known = side_knowledge(stacked[3]) if observation == "activation_gradient" else None
-        return attack.steps(stacked[0], stacked[1 if observation == "weight_gradient" else 2], known_labels=known).labels
-
-    return steps
+    return run
 
 
 def stacked(stream: list[Batch], steps_per_call: int) -> list[Batch]:
@@ -159,14 +149,14 @@ def run(
     for observation in ("weight_gradient", "activation_gradient"):
         for batch in batch_sizes:
             per_call = max(1, examples_per_call // batch)
-            for mode, make, steps_per_call, calls in (
-                ("online", library_attack, 1, max(1, examples // batch)),
-                ("recorded", recorded_run_attack, per_call, max(10, examples // (batch * per_call))),
+            for mode, steps_per_call, calls in (
+                ("online", 1, max(1, examples // batch)),
+                ("recorded", per_call, max(10, examples // (batch * per_call))),
             ):
                 stream = observations((WARMUP + calls) * steps_per_call, batch, seed)
                 if steps_per_call > 1:
                     stream = stacked(stream, steps_per_call)
-                attack_speed, accuracy = timed(make(observation, seed + 1), stream)
+                attack_speed, accuracy = timed(library_attack(observation, seed + 1, recorded=mode == "recorded"), stream)
                 report["attack"][f"{observation}/b{batch} {mode}"] = {
                     "examples_per_s": attack_speed,
                     "speedup_vs_original": attack_speed / speed,
