@@ -71,7 +71,7 @@ from unsplit_tf.defenses import (  # noqa: E402
     split_u_shaped_with_defense,
     split_with_defense,
 )
-from unsplit_tf.metrics import baseline_scores, clone_quality, reconstruction_scores  # noqa: E402
+from unsplit_tf.scoring import baseline_scores, clone_quality, reconstruction_scores  # noqa: E402
 from unsplit_tf.models import reference_net  # noqa: E402
 from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer  # noqa: E402
 from unsplit_tf.split import clone_architecture, split_model, split_u_shaped  # noqa: E402

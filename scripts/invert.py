@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from unsplit_tf.attacks.inversion import MODES, PRESETS, InversionConfig, RoundReport, invert, preset
 from unsplit_tf.data import Dataset, indices_by_class
-from unsplit_tf.metrics import baseline_scores, clone_quality, reconstruction_scores
+from unsplit_tf.scoring import baseline_scores, clone_quality, reconstruction_scores
 from unsplit_tf.plots import curves, reconstruction_grid, save_figure
 from unsplit_tf.split import Split, split_model
 

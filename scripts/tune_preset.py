@@ -15,7 +15,7 @@ from common import add_data_flags, add_training_flags, load_data, trained_model
 
 from unsplit_tf.attacks.inversion import PRESETS, InversionConfig, invert
 from unsplit_tf.data import first_index_per_class
-from unsplit_tf.metrics import clone_quality, reconstruction_scores
+from unsplit_tf.scoring import clone_quality, reconstruction_scores
 from unsplit_tf.split import split_model
 
 better = InversionConfig(lambda_l2=0.0, box=(0.0, 1.0))  # the first step away from the paper's defaults

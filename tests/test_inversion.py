@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from unsplit_tf.attacks.inversion import InversionConfig, invert, preset, total_variation, uses_xla
-from unsplit_tf.metrics import baseline_scores, reconstruction_scores
+from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
 from unsplit_tf.split import clone_architecture, split_model
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.metrics import (
+from unsplit_tf.scoring import (
     PSNR_CAP_DB,
     CloneQuality,
     ReconstructionScores,

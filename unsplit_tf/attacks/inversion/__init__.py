@@ -1,0 +1,31 @@
+"""Input-recovery attacks of an honest-but-curious split-learning server.
+
+`unsplit` is UnSplit's data-oblivious attack (model inversion + model stealing
+from the cut-layer activations and the client's architecture alone).
+"""
+
+from unsplit_tf.attacks.inversion.unsplit import (
+    MODES,
+    PRESETS,
+    XLA_CPU_MAX_BATCH,
+    InversionConfig,
+    InversionResult,
+    RoundReport,
+    invert,
+    preset,
+    total_variation,
+    uses_xla,
+)
+
+__all__ = [
+    "MODES",
+    "PRESETS",
+    "XLA_CPU_MAX_BATCH",
+    "InversionConfig",
+    "InversionResult",
+    "RoundReport",
+    "invert",
+    "preset",
+    "total_variation",
+    "uses_xla",
+]

@@ -1,0 +1,5 @@
+"""Model builders: the paper's reference nets (and more architectures beside them)."""
+
+from unsplit_tf.models.reference import PAPER_DEPTHS, cifar_net, mnist_net, paper_depths, reference_net
+
+__all__ = ["PAPER_DEPTHS", "cifar_net", "mnist_net", "paper_depths", "reference_net"]
