@@ -110,7 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gradient-noise-levels", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0],
         help="relative noise of gradient_noise and label_subspace_noise",
     )
-    parser.add_argument("--preset", default="better", choices=list(PRESETS), help="inversion preset (default better, the strongest)")
+    parser.add_argument("--preset", default="tuned", choices=list(PRESETS), help="inversion preset (default better, the strongest)")
     parser.add_argument("--main-iters", type=int, default=100, help="inversion rounds (default 100)")
     parser.add_argument("--input-iters", type=int, default=100, help="x_hat steps per round (default 100)")
     parser.add_argument("--model-iters", type=int, default=100, help="clone steps per round (default 100)")

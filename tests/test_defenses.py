@@ -294,7 +294,7 @@ def fake_record(side, defense, strength, accuracy, attack):
     if side == "inversion":
         record.update(
             targets={"test_indices": [0, 1], "labels": ["a", "b"]},
-            attack={"preset": "better", "main_iters": 100, "input_iters": 100, "model_iters": 100, "mode": "batched"},
+            attack={"preset": "tuned", "main_iters": 100, "input_iters": 100, "model_iters": 100, "mode": "batched"},
             reconstruction={"mean_mse": attack, "mean_ssim": 1 - attack, "mse": [attack, attack]},
             either_polarity={"mean_mse": attack, "mean_ssim": 1 - attack},
             baselines={"constant_0.5": {"mean_mse": 0.18, "mean_ssim": 0.06}, "dataset_mean": {"mean_mse": 0.09, "mean_ssim": 0.1}},

@@ -121,7 +121,7 @@ def test_cells_check_their_parameters():
 def test_the_real_runner_stores_json_records_and_images_the_report_reads(tmp_path):
     data = tiny_dataset()
     store = ResultStore(tmp_path / "results")
-    cells = inversion_cells(data, [2], [("better", "batched")], TINY_BUDGET, epochs=1, seed=0, targets=2)
+    cells = inversion_cells(data, [2], [("tuned", "batched")], TINY_BUDGET, epochs=1, seed=0, targets=2)
     cells.append(LabelCell("f_mnist", 2, samples=12, batch_size=1, seed=0, data_tag=data_fingerprint(data)))
     runner = CellRunner({"f_mnist": data}, cache_dir=tmp_path / "models")
     records = run_sweep(cells, store, runner, extra={"command": "pytest"})

@@ -30,7 +30,7 @@ def depth1_client():
 
 def test_untrained_depth1_inversion_beats_random_guessing_by_far(depth1_client):
     targets = smooth_images(4)
-    config = preset("better").replace(main_iters=30, input_iters=50, model_iters=20)
+    config = preset("tuned").replace(main_iters=30, input_iters=50, model_iters=20)
     result = invert(depth1_client, depth1_client(targets), config)
     attack = reconstruction_scores(targets, result.reconstructions)
     guesses = baseline_scores(targets, seed=5)
@@ -45,7 +45,7 @@ def test_both_modes_lower_the_matching_loss(depth1_client, mode):
     targets = smooth_images(3)
     reports = []
     observed = depth1_client(targets)
-    config = preset("better").replace(main_iters=10, input_iters=30, model_iters=10, mode=mode)
+    config = preset("tuned").replace(main_iters=10, input_iters=30, model_iters=10, mode=mode)
     start_clone = clone_architecture(depth1_client, seed=config.seed)  # where the attack starts: fresh clone, grey x_hat
     before = np.mean(np.square(start_clone(np.full_like(targets, config.init_value)) - observed), axis=(1, 2, 3))
     result = invert(depth1_client, observed, config, on_round=reports.append)

@@ -92,7 +92,7 @@ def test_model_inversion_stealing_runs(tmp_path, kernel_specs):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["depth"] == 2 and metrics["train_images"] == 512 and metrics["test_images"] == 200
-    assert set(metrics["attacks"]) == {"better", "paper"}
+    assert set(metrics["attacks"]) == {"tuned", "paper"}
     for attack in metrics["attacks"].values():
         assert len(attack["reconstruction"]["mse"]) == 3
         assert math.isfinite(attack["reconstruction"]["mean_mse"]) and attack["reconstruction"]["mean_mse"] >= 0

@@ -8,7 +8,7 @@ PAPER_BUDGET = Budget(100, 100, 100)
 SHAPES = {"f_mnist": (28, 28, 1), "cifar": (32, 32, 3)}
 
 
-def cells(dataset: str, depths, attacks=(("paper", "sequential"), ("better", "batched")), budget=PAPER_BUDGET, targets=3):
+def cells(dataset: str, depths, attacks=(("paper", "sequential"), ("tuned", "batched")), budget=PAPER_BUDGET, targets=3):
     return [InversionCell(dataset, depth, name, mode, budget, 2, 0, targets, "fake") for depth in depths for name, mode in attacks]
 
 

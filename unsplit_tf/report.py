@@ -196,7 +196,7 @@ def comparison_series(series: Sequence[Series]) -> list[tuple[str, Series]]:
     if not papers:
         return []
     named = [(f"paper seed {one.seed}" if len(papers) > 1 else "paper", one) for one in papers]
-    better = sorted((one for one in candidates if one.preset == "better"), key=lambda one: (_mode_rank(one.mode), one.seed))
+    better = sorted((one for one in candidates if one.preset == "tuned"), key=lambda one: (_mode_rank(one.mode), one.seed))
     return named + ([(f"better ({better[0].mode})", better[0])] if better else [])
 
 
