@@ -33,6 +33,7 @@ SCHEMA_KEY = "schema"
 ARRAYS = "arrays"  # field metadata flag: kept out of the JSON, stored as .npz beside it
 
 R = TypeVar("R", bound="Record")
+T = TypeVar("T")
 
 
 class RecordError(ValueError):
@@ -59,6 +60,10 @@ def _decode(hint: Any, value: Any, where: str) -> Any:
     """Build a value of type `hint` from its JSON form (the inverse of `to_jsonable`)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any:
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise RecordError(f"{where}: {value!r} is not one of {args}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -306,6 +311,10 @@ class AttackInfo(Record):
     def of(cls, family: str, preset: str | None, config: Any) -> AttackInfo:
         return cls(family, preset, to_jsonable(config))
 
+    def config_as(self, config_type: type[T]) -> T:
+        """The config as its typed dataclass (e.g. `InversionConfig` for "unsplit")."""
+        return _decode_dataclass(config_type, self.config, f"{self.family} config")
+
 
 @dataclass(frozen=True)
 class ImageScores(Record):
@@ -364,6 +373,15 @@ class Evaluation(Record):
     minmax_normalised: bool  # reconstructions min-max normalised before scoring (CIFAR-10, as the authors do)
     reconstruction: ImageScores
     baselines: Baselines
+    negative: ImageScores | None = None  # scores of 1 - x_hat: a negative shows the object too
+
+    @property
+    def either_polarity(self) -> tuple[float, float]:
+        """Mean MSE and SSIM of the better of x_hat and 1 - x_hat per image, as an attacker who looks would pick."""
+        if self.negative is None:
+            return self.reconstruction.mean_mse, self.reconstruction.mean_ssim
+        return (float(np.mean(np.minimum(self.reconstruction.mse, self.negative.mse))),
+                float(np.mean(np.maximum(self.reconstruction.ssim, self.negative.ssim))))
 
     @property
     def beats_mean_image(self) -> bool:
@@ -437,9 +455,11 @@ class InversionRun(RunRecord):
     clone: CloneScores | None  # the stolen client (None when the family steals none)
     clone_before_attack: CloneScores | None  # the clone's starting point, for scale
     timings: Timings
+    distance_correlation: float | None = None  # dCor(x, z) of test images and what the server receives
     interrupted: bool = False
     finished_at: str = ""
     key: str = ""  # the sweep cell's key, when a sweep made it
+    command: str = ""  # the command line that made it, when one did
     arrays: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False, metadata={ARRAYS: True})
 
     @property
@@ -501,9 +521,11 @@ class LabelRun(RunRecord):
     batch_size: int
     methods: tuple[LabelMethodScores, ...]
     timings: Timings
+    gradient_norm_median: float | None = None  # median ||dL/da|| the server received
     interrupted: bool = False
     finished_at: str = ""
     key: str = ""
+    command: str = ""
 
     def method(self, method_id: str) -> LabelMethodScores:
         for scores in self.methods:

@@ -1,0 +1,35 @@
+"""Every default of an audit run, in one place (no TensorFlow import: command-line parsers read it too).
+
+The run layer (`unsplit_tf.runs`), the sweep cells and the command-line front
+doors all take their defaults from here, so a default is decided once.
+"""
+
+DEPTH = 2
+"""Where the client ends by default: after the first pooling layer of the reference nets."""
+EPOCHS = 2
+"""Split-learning training epochs of a victim (the authors' demos train 10; 2 reach within a point on Fashion-MNIST)."""
+BATCH_SIZE = 64
+SEED = 0
+TARGETS = 10
+"""Attacked test images, taken class by class (10: the first test image of each class, as the authors)."""
+PRESET = "tuned"
+"""The strongest data-oblivious inversion preset; "paper" reproduces the authors exactly."""
+MODE = "batched"
+SWEEP_BUDGET = (100, 100, 100)
+"""Inversion budget of a sweep cell: (main_iters, input_iters, model_iters), 100 rounds of 100 + 100 steps."""
+
+LABEL_DEPTH = 2
+"""The client's bottom part in label inference (U-shaped split) ends after this layer."""
+LABEL_SAMPLES = 100
+"""Training examples the label attacks observe."""
+LABEL_BATCH_SIZE = 1
+"""Batch size of a label-inference run (1, as the authors' demo)."""
+KNOWN_PER_CLASS = 1
+"""Labels of the first K examples of each class the server is told (side knowledge to name classes)."""
+
+DEFENSE_LABEL_SAMPLES = 512
+DEFENSE_LABEL_BATCH_SIZE = 64
+"""Label runs against a gradient defense train on the whole training set at this batch size, observing the first
+DEFENSE_LABEL_SAMPLES examples: the defended model's accuracy (its cost) needs real training."""
+DCOR_SAMPLES = 512
+"""Test images over which the distance correlation dCor(x, z) of a victim's cut is measured."""

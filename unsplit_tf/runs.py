@@ -1,0 +1,470 @@
+"""The run layer: victim -> observations -> attack -> scores -> record, once for every caller.
+
+`run_inversion` and `run_label_inference` build (or load) the victim, let the
+server observe what crosses the wire, run the attack on that alone (what its
+threat model grants), score the result outside the attack, and return a typed
+record (`unsplit_tf.records`) with the artifacts a caller may save. The
+command-line front doors, the sweep and the notebooks call these and nothing
+else of the pipeline. Progress goes through callbacks; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+
+from unsplit_tf import defaults
+from unsplit_tf.attacks.inversion import InversionConfig, InversionResult, RoundReport, invert
+from unsplit_tf.attacks.labels import (  # the label attacks, in one place
+    DirectionScoring,
+    KnownLabels,
+    LabelInferenceAttack,
+    LabelInferenceConfig,
+    LabelInferenceResult,
+    NormScoring,
+)
+from unsplit_tf.attacks.labels import evaluate_labels  # moves to unsplit_tf.scoring
+from unsplit_tf.data import Dataset, indices_by_class
+from unsplit_tf.defenses import (
+    ACTIVATIONS,
+    GRADIENTS,
+    check_defense,
+    distance_correlation,
+    make_defense,
+    split_u_shaped_with_defense,
+    split_with_defense,
+)
+from unsplit_tf.models import reference_net
+from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, UShapedWireRecord, train_reference_net
+from unsplit_tf.records import (
+    DATA_OBLIVIOUS,
+    NO_DEFENSE,
+    AttackInfo,
+    Baselines,
+    CloneScores,
+    DataInfo,
+    DefenseSetting,
+    Environment,
+    Evaluation,
+    ImageScores,
+    InversionRun,
+    LabelMethodScores,
+    LabelRun,
+    ModelSource,
+    Targets,
+    ThreatModel,
+    Timings,
+    Training,
+    Victim,
+    now,
+    to_jsonable,
+)
+from unsplit_tf.scoring import baseline_scores, clone_quality, minmax_normalize, reconstruction_scores
+from unsplit_tf.split import Split, clone_architecture, split_model, split_u_shaped
+
+MINMAX_DATASETS = ("cifar",)
+"""Datasets whose reconstructions are min-max normalised before scoring (the authors' convention)."""
+
+INVERSION_FAMILIES: dict[str, type] = {"unsplit": InversionConfig}
+"""Attack family -> its config type. An auxiliary-data family adds its entry and a branch in `_attack`."""
+
+CLASS_TARGETS = "class_targets"
+
+EpochCallback = Callable[[int, float], None]
+
+
+def default_training(seed: int = defaults.SEED) -> TrainConfig:
+    """The victim's training config by default: `defaults.EPOCHS` epochs at `defaults.BATCH_SIZE`."""
+    return TrainConfig(epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, seed=seed)
+
+
+@dataclass(frozen=True)
+class VictimSpec:
+    """The dataset's reference net, cut at `depth` (or after `layer`), trained split-learning style.
+
+    defense: a named defense (`unsplit_tf.defenses.DEFENSES`) at the cut; "none" by default.
+        An undefended victim comes from the model cache when it was trained before.
+    train_samples: train on the first N training images only (None: all).
+    """
+
+    depth: int | None = defaults.DEPTH
+    layer: str | None = None
+    defense: DefenseSetting = NO_DEFENSE
+    training: TrainConfig = field(default_factory=default_training)
+    train_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.depth is None) == (self.layer is None):
+            raise ValueError("give exactly one of depth= or layer= to say where the client ends")
+        check_defense(self.defense, ACTIVATIONS)
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ValueError(f"train_samples must be at least 1 (or None for all), got {self.train_samples}")
+
+
+@dataclass(frozen=True)
+class _Deployed:
+    """A victim ready to attack: the deployed split, the architecture the server knows, and its record."""
+
+    split: Split
+    known_client: keras.Model  # the undefended client's architecture (the attack reads no weights of it)
+    model: ModelSource
+    defense: DefenseSetting
+    training: Training | None
+    test_accuracy: float | None
+
+
+def _training_data(data: Dataset, train_samples: int | None) -> Dataset:
+    if train_samples is None:
+        return data
+    if train_samples > len(data.x_train):
+        raise ValueError(f"train_samples {train_samples} is more than the {len(data.x_train)} training images of {data.name}")
+    return dataclasses.replace(data, x_train=data.x_train[:train_samples], y_train=data.y_train[:train_samples])
+
+
+def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallback | None) -> _Deployed:
+    """Train (or load) the reference net with the spec's defense at the cut."""
+    train_data = _training_data(data, spec.train_samples)
+    config = spec.training
+    cut = {"depth": spec.depth, "layer": spec.layer}
+    started = time.perf_counter()
+    if spec.defense == NO_DEFENSE:
+        trained = train_reference_net(train_data, depth=spec.depth or 1, config=config, cache_dir=cache_dir, on_epoch=on_epoch)
+        split = split_model(trained.model, **cut)
+        known, accuracy, from_cache = split.client, trained.test_accuracy, trained.from_cache
+    else:
+        keras.utils.set_random_seed(config.seed)  # the same initial weights as the undefended victim
+        model = reference_net(data.name)
+        known = split_model(model, **cut).client
+        split = split_with_defense(model, make_defense(spec.defense, model, config.seed), **cut)
+        trainer = SplitTrainer(split.client, split.server, config)
+        trainer.fit(train_data.x_train, train_data.y_train, on_epoch=on_epoch)
+        accuracy, from_cache = trainer.evaluate(data.x_test, data.y_test), False
+    seconds = None if from_cache else time.perf_counter() - started
+    training = Training(config.epochs, config.batch_size, config.learning_rate, config.seed, len(train_data.x_train),
+                        from_cache, seconds)
+    return _Deployed(split, known, ModelSource("reference", data.name), spec.defense, training, accuracy)
+
+
+def _given(split: Split, model: ModelSource | None) -> _Deployed:
+    """A split the caller trained: attacked as it is (its architecture is what the server knows)."""
+    source = model or ModelSource("given", split.client.name.removesuffix("_client"))
+    return _Deployed(split, split.client, source, NO_DEFENSE, None, None)
+
+
+def _check_targets(data: Dataset, targets: int) -> np.ndarray:
+    if targets < 1:
+        raise ValueError(f"targets must be at least 1, got {targets}")
+    if targets > len(data.x_test):
+        raise ValueError(f"targets {targets} is more than the {len(data.x_test)} test images of {data.name}")
+    return indices_by_class(data.y_test, targets)
+
+
+def as_uint8(images: np.ndarray) -> np.ndarray:
+    """Images in [0, 1] (clipped) as uint8 0..255: small enough to keep every reconstruction."""
+    return np.round(np.clip(np.asarray(images, np.float64), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class InversionOutcome:
+    """A finished inversion run: its record, the attack's own result (clone, float reconstructions, losses), the victim."""
+
+    run: InversionRun
+    result: InversionResult
+    split: Split
+
+
+def run_inversion(
+    data: Dataset,
+    config: InversionConfig,
+    *,
+    victim: VictimSpec | Split | None = None,
+    preset: str | None = None,
+    targets: int = defaults.TARGETS,
+    model_source: ModelSource | None = None,
+    cache_dir: Any = None,
+    on_epoch: EpochCallback | None = None,
+    on_round: Callable[[RoundReport], None] | None = None,
+) -> InversionOutcome:
+    """Input recovery and model stealing against one victim, scored outside the attack.
+
+    Args:
+        data: the dataset; the targets are its first `targets` test images class by class.
+        config: the attack's config (its type names the family, see `INVERSION_FAMILIES`).
+        victim: a `VictimSpec` (default `VictimSpec()`: the reference net at depth 2, trained
+            `defaults.EPOCHS` epochs, cached), or a `Split` the caller trained (a user's model).
+        preset: the preset name `config` came from, for the record.
+        model_source: with a `Split`, what it is (e.g. `ModelSource("file", name, sha256)`).
+        on_epoch, on_round: progress of the victim's training and of the attack.
+
+    The server observes the cut activations of the targets and knows the client's
+    (undefended) architecture. Ctrl-C during the attack returns a record with
+    `interrupted=True`, scored on the targets it attacked; during training it raises.
+    """
+    family = next((name for name, kind in INVERSION_FAMILIES.items() if isinstance(config, kind)), None)
+    if family is None:
+        raise ValueError(f"config must be one of {[kind.__name__ for kind in INVERSION_FAMILIES.values()]}, "
+                         f"got {type(config).__name__}")
+    chosen = _check_targets(data, targets)
+    environment, started = Environment.current(), time.perf_counter()
+    spec = VictimSpec() if victim is None else victim
+    deployed = _given(spec, model_source) if isinstance(spec, Split) else _deploy(data, spec, cache_dir=cache_dir, on_epoch=on_epoch)
+    split, originals = deployed.split, data.x_test[chosen]
+
+    observed = split.client(originals, training=False)  # all the server sees of the targets
+    result = _attack(deployed.known_client, observed, config, on_round)
+    attacked = result.rounds_run > 0
+    if not attacked.any():
+        raise KeyboardInterrupt
+    if result.interrupted:  # score only the targets the attack worked on
+        chosen, originals = chosen[attacked], originals[attacked]
+        result = dataclasses.replace(result, reconstructions=result.reconstructions[attacked])
+
+    # ---- scoring, outside the attack: the true targets and the real client/server appear only here
+    evaluation, scored = _evaluate(data, chosen, originals, result.reconstructions, seed=config.seed)
+    fresh_clone = clone_architecture(deployed.known_client, seed=config.seed)  # the attack's starting point, for scale
+    before = clone_quality(split.client, fresh_clone, split.server, data.x_test, data.y_test)
+    quality = clone_quality(split.client, result.clone, split.server, data.x_test, data.y_test)
+    sample = data.x_test[: defaults.DCOR_SAMPLES]
+    dcor = float(distance_correlation(sample, split.client(sample, training=False)))
+    steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
+    run = InversionRun(
+        environment=environment,
+        data=DataInfo.of(data),
+        threat_model=DATA_OBLIVIOUS,
+        victim=_victim_record(deployed, split, quality.original_accuracy),
+        attack=AttackInfo.of(family, preset, config),
+        evaluations=(evaluation,),
+        clone=CloneScores.of(quality),
+        clone_before_attack=CloneScores.of(before),
+        timings=Timings(result.seconds, time.perf_counter() - started,
+                        None if deployed.training is None else deployed.training.seconds,
+                        steps / result.seconds if result.seconds else None),
+        distance_correlation=dcor,
+        interrupted=result.interrupted,
+        finished_at=now(),
+        arrays={"originals": as_uint8(originals), "reconstructions": as_uint8(scored), "indices": chosen},
+    )
+    return InversionOutcome(run, result, split)
+
+
+def _attack(known_client: keras.Model, observed, config, on_round) -> InversionResult:
+    """The attack, given only the client's architecture and the observations."""
+    return invert(known_client, observed, config, on_round=on_round)
+
+
+def _evaluate(data: Dataset, chosen: np.ndarray, originals: np.ndarray, reconstructions: np.ndarray, *, seed: int
+              ) -> tuple[Evaluation, np.ndarray]:
+    """The evaluation of one target set, and the reconstructions as scored (min-max normalised for CIFAR-10)."""
+    minmax = data.name in MINMAX_DATASETS
+    scored = minmax_normalize(reconstructions) if minmax else np.asarray(reconstructions)
+    guesses = baseline_scores(originals, seed=seed, mean_image=data.x_train.mean(axis=0))
+    baselines = Baselines(ImageScores.of(guesses["constant_0.5"]), ImageScores.of(guesses["uniform_random"]),
+                          ImageScores.of(guesses["dataset_mean"]))
+    classes = tuple(data.class_names[label] for label in data.y_test[chosen])
+    evaluation = Evaluation(
+        CLASS_TARGETS, Targets("test", tuple(int(i) for i in chosen), classes), minmax,
+        ImageScores.of(reconstruction_scores(originals, scored)), baselines,
+        negative=ImageScores.of(reconstruction_scores(originals, 1.0 - np.clip(scored, 0.0, 1.0))),
+    )
+    return evaluation, scored
+
+
+def _victim_record(deployed: _Deployed, split: Split, measured_accuracy: float) -> Victim:
+    accuracy = deployed.test_accuracy if deployed.test_accuracy is not None else measured_accuracy
+    return Victim(deployed.model, split.cut_layer, split.depth, deployed.defense, deployed.training, accuracy)
+
+
+# ---------------------------------------------------------------- label inference
+
+
+@dataclass(frozen=True)
+class LabelMethod:
+    """A label attack or baseline run in a label run: how to make it, whether it is told the known labels."""
+
+    id: str
+    description: str
+    config: LabelInferenceConfig | None  # None: one of Li et al.'s baselines
+    told_labels: bool
+    ranks_only: bool = False  # gives scores, no labels (evaluated by AUC only)
+
+    def make(self, head: keras.Model, num_classes: int, seed: int):
+        if self.config is not None:
+            return LabelInferenceAttack(head, dataclasses.replace(self.config, seed=seed))
+        return NormScoring() if self.ranks_only else DirectionScoring(num_classes)
+
+
+LABEL_METHODS: dict[str, LabelMethod] = {
+    one.id: one for one in (
+        LabelMethod("authors", "UnSplit as the authors' code: weight gradient, clone's softmax",
+                    LabelInferenceConfig(observation="weight_gradient", softmax="clone"), False),
+        LabelMethod("weight_gradient", "gradient matching on the weight gradient, best-fitting softmax",
+                    LabelInferenceConfig(observation="weight_gradient"), False),
+        LabelMethod("authors_on_activation_gradient", "UnSplit's algorithm on what a server really sees (dL/da)",
+                    LabelInferenceConfig(observation="activation_gradient", clone_objective="cross_entropy"), True),
+        LabelMethod("activation_gradient", "gradient matching on dL/da, clone fitted to the gradients",
+                    LabelInferenceConfig(observation="activation_gradient"), True),
+        LabelMethod("norm_scoring", "Li et al.'s norm scoring of dL/da (a ranking: AUC only)", None, True, ranks_only=True),
+        LabelMethod("direction_scoring", "Li et al.'s direction (cosine) scoring of dL/da", None, True),
+    )
+}
+LABEL_METHOD_SETS: dict[str, tuple[str, ...]] = {
+    "all": tuple(LABEL_METHODS),
+    "activation_gradient": ("activation_gradient", "direction_scoring", "norm_scoring"),
+}
+"""Named sets of methods; "activation_gradient" is what a real split-learning server can run (defense runs)."""
+
+
+@dataclass(frozen=True)
+class LabelProgress:
+    """After one observed training step: the running label accuracy of each labelling method (known labels left out)."""
+
+    step: int
+    steps: int  # observed steps in all
+    loss: float
+    accuracy: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class LabelOutcome:
+    """A finished label run: its record, each method's raw result, the running-accuracy curves."""
+
+    run: LabelRun
+    results: dict[str, LabelInferenceResult]
+    curve_steps: list[int]
+    curves: dict[str, list[float | None]]
+
+
+def run_label_inference(
+    data: Dataset,
+    *,
+    depth: int = defaults.LABEL_DEPTH,
+    samples: int = defaults.LABEL_SAMPLES,
+    batch_size: int = defaults.LABEL_BATCH_SIZE,
+    epochs: int = 1,
+    train_samples: int | None = -1,
+    seed: int = defaults.SEED,
+    defense: DefenseSetting = NO_DEFENSE,
+    methods: str | Sequence[str] = "all",
+    known_per_class: int = defaults.KNOWN_PER_CLASS,
+    on_step: Callable[[LabelProgress], None] | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> LabelOutcome:
+    """Label inference while a fresh reference net trains U-shaped; every method scored outside the attacks.
+
+    Args:
+        depth: the client's bottom part ends after this layer; the client keeps the output layer too.
+        samples: the attacks observe the first `samples` examples of training (whole batches).
+        train_samples: train on a seeded random draw of this many training images; -1 (default):
+            just the observed ones (one epoch of them: the authors' demo); None: all of them.
+        defense: a gradient defense (`unsplit_tf.defenses`) at the input of the client's head.
+        methods: a name of `LABEL_METHOD_SETS` or method ids of `LABEL_METHODS`.
+        known_per_class: the server is told the labels of the first K examples of each class
+            (the activation-gradient methods need it to name classes; left out of every score).
+
+    Ctrl-C during training returns the record of the observed steps with `interrupted=True`.
+    """
+    check_defense(defense, GRADIENTS)
+    chosen_methods = _label_methods(methods)
+    if samples < 1 or batch_size < 1 or epochs < 1 or known_per_class < 0:
+        raise ValueError(f"samples, batch_size and epochs must be at least 1 and known_per_class 0 or more, got "
+                         f"{samples}, {batch_size}, {epochs} and {known_per_class}")
+    size = samples if train_samples == -1 else len(data.x_train) if train_samples is None else train_samples
+    if not samples <= size <= len(data.x_train):
+        raise ValueError(f"samples {samples} and train_samples {size} must satisfy samples <= train_samples <= "
+                         f"{len(data.x_train)} (the training images of {data.name})")
+    environment, started = Environment.current(), time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    model = reference_net(data.name)
+    known_head = split_u_shaped(model, depth=depth).client_head  # the architecture the server knows
+    if defense == NO_DEFENSE:
+        split = split_u_shaped(model, depth=depth)
+    else:
+        split = split_u_shaped_with_defense(model, make_defense(defense, model, seed), depth=depth)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed)
+    trainer = UShapedTrainer(split, config)
+    order = np.random.default_rng(seed).permutation(len(data.x_train))[:size] if size < len(data.x_train) else slice(None)
+    x, y = data.x_train[order], data.y_train[order]
+    attacks = {one.id: one.make(known_head, data.num_classes, seed) for one in chosen_methods}
+    side_knowledge = KnownLabels(data.num_classes, known_per_class)
+    observed_steps = -(-samples // batch_size)
+    truth: list[np.ndarray] = []
+    norms: list[np.ndarray] = []
+    labelling = [one.id for one in chosen_methods if not one.ranks_only]
+    correct, counted = dict.fromkeys(labelling, 0), [0]
+    curve_steps: list[int] = []
+    curves: dict[str, list[float | None]] = {method: [] for method in labelling}
+
+    def observe(record: UShapedWireRecord) -> None:
+        if record.step > observed_steps:
+            return
+        labels = y[record.indices]
+        known = side_knowledge(labels)
+        inferred = {method: attacks[method].attack_record(record, known_labels=known if LABEL_METHODS[method].told_labels
+                                                          else None).labels for method in attacks}
+        # ---- evaluation, outside the attacks: the true labels appear only here
+        truth.append(labels)
+        norms.append(np.linalg.norm(np.asarray(record.activation_gradients).reshape(len(labels), -1), axis=1))
+        unknown = known < 0
+        counted[0] += int(unknown.sum())
+        curve_steps.append(record.step)
+        for method in labelling:
+            correct[method] += int(np.sum(inferred[method][unknown] == labels[unknown]))
+            curves[method].append(correct[method] / counted[0] if counted[0] else None)
+        if on_step is not None:
+            on_step(LabelProgress(record.step, observed_steps, record.loss, {m: curves[m][-1] for m in labelling}))
+
+    interrupted = False
+    try:
+        trainer.fit(x, y, on_step=observe, on_epoch=on_epoch)
+    except KeyboardInterrupt:
+        if not truth:
+            raise
+        interrupted = True
+    train_seconds = time.perf_counter() - started
+    accuracy = None if interrupted else trainer.evaluate(data.x_test, data.y_test)
+    true_labels = np.concatenate(truth)
+    results = {method: attack.result() for method, attack in attacks.items()}
+    scores = tuple(_method_scores(LABEL_METHODS[method], evaluate_labels(results[method], true_labels, data.num_classes))
+                   for method in attacks)
+    observations = ("the gradients dL/da of the observed batches"
+                    + (" and the head's weight gradient (which a real server does not see)"
+                       if any(m.config is not None and m.config.observation == "weight_gradient" for m in chosen_methods) else ""))
+    victim = Victim(ModelSource("reference", data.name), split.client_bottom.layers[-1].name, depth, defense,
+                    Training(epochs, batch_size, config.learning_rate, seed, len(x), False, train_seconds), accuracy)
+    run = LabelRun(
+        environment=environment,
+        data=DataInfo.of(data),
+        threat_model=ThreatModel("label-inference", True, observations, known_labels=known_per_class * data.num_classes),
+        victim=victim,
+        samples=len(true_labels),
+        batch_size=batch_size,
+        methods=scores,
+        timings=Timings(train_seconds, time.perf_counter() - started),
+        gradient_norm_median=float(np.median(np.concatenate(norms))),
+        interrupted=interrupted,
+        finished_at=now(),
+    )
+    return LabelOutcome(run, results, curve_steps, curves)
+
+
+def _label_methods(methods: str | Sequence[str]) -> list[LabelMethod]:
+    ids = LABEL_METHOD_SETS.get(methods) if isinstance(methods, str) else tuple(methods)
+    if ids is None:
+        raise ValueError(f"unknown label method set {methods!r}; choose one of {', '.join(LABEL_METHOD_SETS)} "
+                         "or give method ids")
+    unknown = [method for method in ids if method not in LABEL_METHODS]
+    if unknown or not ids:
+        raise ValueError(f"unknown label methods {unknown}; choose from {', '.join(LABEL_METHODS)}")
+    return [LABEL_METHODS[method] for method in dict.fromkeys(ids)]
+
+
+def _method_scores(method: LabelMethod, scores) -> LabelMethodScores:
+    return LabelMethodScores(method.id, method.description, scores.observation, scores.method, scores.accuracy,
+                             scores.relabelled_accuracy, scores.auc, scores.evaluated, scores.known, scores.chance,
+                             to_jsonable(method.config) if method.config is not None else {})
