@@ -242,9 +242,18 @@ DATA_OBLIVIOUS = ThreatModel("data-oblivious", True, "the cut-layer activations 
 class ModelSource(Record):
     """Which network the client and server run: the dataset's reference net or a user's file (hashed)."""
 
-    kind: str  # "reference" or "file"
+    kind: str  # "reference", "file" (a user's saved model) or "given" (a split passed in)
     name: str  # the dataset's reference net name, or the file's name
     sha256: str | None = None  # of the user's file
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike) -> ModelSource:
+        """A user's saved model, named by its file and identified by the SHA-256 of its bytes."""
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        return cls("file", os.path.basename(os.fspath(path)), digest.hexdigest())
 
     @property
     def label(self) -> str:

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from fake_runs import inversion_run, label_run
+from unsplit_tf.records import (
+    SCHEMA_VERSION,
+    AttackInfo,
+    DefenseSetting,
+    InversionRun,
+    LabelRun,
+    RecordError,
+    run_from_dict,
+)
+from unsplit_tf.attacks.inversion import InversionConfig, preset
+from unsplit_tf.sweep import Budget, InversionCell, LabelCell
+
+
+def through_json(run):
+    return json.loads(json.dumps(run.to_dict(), allow_nan=False))
+
+
+@pytest.fixture
+def inversion():
+    return inversion_run(InversionCell("f_mnist", "tag", 2, DefenseSetting("nopeek", 3.0), budget=Budget(2, 3, 4), targets=3))
+
+
+@pytest.fixture
+def labels():
+    return label_run(LabelCell("f_mnist", "tag", defense=DefenseSetting("max_norm_noise"), samples=20))
+
+
+def test_both_run_records_come_back_equal_through_json(inversion, labels):
+    assert InversionRun.from_dict(through_json(inversion)) == inversion
+    assert LabelRun.from_dict(through_json(labels)) == labels
+    assert run_from_dict(through_json(inversion)) == inversion and run_from_dict(through_json(labels)) == labels
+    assert isinstance(run_from_dict(through_json(inversion)).headline.targets.indices, tuple)
+
+
+def test_arrays_travel_with_the_run_but_not_in_its_json(inversion):
+    assert set(inversion.arrays) == {"originals", "reconstructions", "indices"}
+    assert "arrays" not in inversion.to_dict()
+    assert InversionRun.from_dict(through_json(inversion)).arrays == {}
+
+
+def test_a_record_of_another_schema_or_kind_is_refused_with_what_it_is(inversion):
+    data = through_json(inversion)
+    assert data["schema"] == SCHEMA_VERSION and data["kind"] == "inversion"
+    with pytest.raises(RecordError, match=f"schema 0; this version reads schema {SCHEMA_VERSION}"):
+        run_from_dict({**data, "schema": 0})
+    with pytest.raises(RecordError, match="not a labels record"):
+        LabelRun.from_dict(data)
+    with pytest.raises(RecordError, match="not a run record"):
+        run_from_dict({"mse": 0.5})
+
+
+def test_a_missing_unknown_or_mistyped_key_is_named(inversion):
+    data = through_json(inversion)
+    del data["victim"]["cut_layer"]
+    with pytest.raises(RecordError, match="InversionRun.victim: Victim needs key 'cut_layer'"):
+        run_from_dict(data)
+    with pytest.raises(RecordError, match=r"unknown keys \['extra'\]"):
+        run_from_dict({**through_json(inversion), "extra": 1})
+    data = through_json(inversion)
+    data["victim"]["depth"] = "two"
+    with pytest.raises(RecordError, match="victim.depth: expected int"):
+        run_from_dict(data)
+
+
+def test_the_summary_line_says_whether_the_attack_beat_the_mean_image():
+    cell = InversionCell("f_mnist", "tag", 2, targets=3)
+    good, bad = inversion_run(cell, mse=0.01), inversion_run(cell, mse=0.2)
+    assert good.headline.beats_mean_image and not bad.headline.beats_mean_image
+    assert "beats the dataset-mean image (MSE 0.0880" in good.summary()
+    assert "does NOT beat the dataset-mean image" in bad.summary()
+    assert "stolen clone 60.0% (model 86.0%)" in good.summary()
+
+
+def test_either_polarity_takes_the_better_of_each_image_and_its_negative(inversion):
+    mse, ssim = inversion.headline.either_polarity
+    assert mse == pytest.approx(min(inversion.headline.reconstruction.mean_mse, 0.3))
+    assert ssim == pytest.approx(max(inversion.headline.reconstruction.mean_ssim, 0.0))
+
+
+def test_an_attack_config_comes_back_as_its_typed_dataclass():
+    config = preset("tuned").replace(main_iters=7)
+    info = AttackInfo.from_dict(json.loads(json.dumps(AttackInfo.of("unsplit", "tuned", config).to_dict())))
+    assert info.config_as(InversionConfig) == config  # the box comes back as a tuple, the mode as a valid literal

@@ -1,0 +1,232 @@
+import json
+import os
+import socket
+
+import numpy as np
+import pytest
+
+from fake_runs import inversion_run
+from unsplit_tf.data import Dataset
+from unsplit_tf.defenses import DEFENSES, defenses_of
+from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, fingerprint
+from unsplit_tf.reporting import write_report
+from unsplit_tf.store import ResultStore
+from unsplit_tf.sweep import (
+    Budget,
+    CellRunner,
+    InversionCell,
+    LabelCell,
+    defense_cells,
+    inversion_cells,
+    run_cells_serial,
+    run_sweep,
+    validate_grid,
+)
+
+TINY_BUDGET = Budget(1, 2, 2)
+
+
+def tiny_dataset(seed: int = 0) -> Dataset:
+    """Ten classes of bright horizontal bands, 3 test images per class: enough for every cell kind."""
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(10), 5)
+    x = rng.random((len(y), 28, 28, 1), dtype=np.float32) * 0.2
+    for i, label in enumerate(y):
+        x[i, 2 + 2 * label : 4 + 2 * label] = 1.0
+    return Dataset("f_mnist", x[:20], y[:20], x[20:], y[20:], "synthetic bands", tuple(str(c) for c in range(10)))
+
+
+def plan(budget: Budget = TINY_BUDGET, seed: int = 0, depths=(1, 2, 3)) -> list[InversionCell]:
+    return inversion_cells(tiny_dataset(), depths, [("paper", "sequential")], seeds=[seed], budget=budget, epochs=1, targets=2)
+
+
+class CountingRunner:
+    """A fake runner: records which cells it ran; raises KeyboardInterrupt on call number `interrupt_at`."""
+
+    def __init__(self, interrupt_at: int | None = None) -> None:
+        self.ran: list[str] = []
+        self.interrupt_at = interrupt_at
+
+    def __call__(self, cell) -> InversionRun:
+        if self.interrupt_at is not None and len(self.ran) + 1 == self.interrupt_at:
+            raise KeyboardInterrupt
+        self.ran.append(cell.key)
+        return inversion_run(cell, mse=0.001 * len(self.ran))
+
+
+def test_budget_reads_both_spellings_and_says_how_to_fix_a_bad_one():
+    assert Budget.parse("100x100+100") == Budget.parse("100x(100+100)") == Budget(100, 100, 100)
+    assert str(Budget(20, 10, 5)) == "20x(10+5)"
+    with pytest.raises(ValueError, match="MAINxINPUT\\+MODEL"):
+        Budget.parse("100 rounds")
+
+
+def test_a_second_run_skips_finished_cells(tmp_path):
+    store, cells = ResultStore(tmp_path), plan()
+    first = CountingRunner()
+    run_sweep(cells, store, first)
+    assert first.ran == [cell.key for cell in cells]
+
+    again, events = CountingRunner(), []
+    result = run_sweep(cells, store, again, on_event=events.append)
+    assert again.ran == []
+    assert [event.status for event in events] == ["skipped"] * 3
+    assert [run.headline.reconstruction.mean_mse for run in result.runs] == [0.001, 0.002, 0.003]  # the stored runs
+
+
+def test_an_interrupted_sweep_keeps_finished_cells_and_resumes_where_it_stopped(tmp_path):
+    store, cells = ResultStore(tmp_path), plan()
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(cells, store, CountingRunner(interrupt_at=2))
+    assert [store.has(cell.key) for cell in cells] == [True, False, False]
+    assert not list(store.cells_dir.glob("*.claim"))  # the interrupted sweep released its claims
+
+    resumed = CountingRunner()
+    run_sweep(cells, store, resumed)
+    assert resumed.ran == [cells[1].key, cells[2].key]
+    assert all(store.has(cell.key) for cell in cells)
+    assert not list(store.cells_dir.glob(".*"))  # no temporary files left behind
+
+
+def test_a_change_of_budget_seed_or_data_makes_new_cells(tmp_path):
+    store = ResultStore(tmp_path)
+    run_sweep(plan(), store, CountingRunner())
+    for changed in (plan(budget=Budget(2, 2, 2)), plan(seed=1)):
+        runner = CountingRunner()
+        run_sweep(changed, store, runner)
+        assert len(runner.ran) == 3
+    other_data = inversion_cells(tiny_dataset(seed=1), [1], [("paper", "sequential")], budget=TINY_BUDGET, epochs=1, targets=2)
+    assert other_data[0].key != plan()[0].key
+    assert len(store.runs()) == 9
+
+
+def test_a_cell_key_is_readable_and_names_every_axis():
+    cell = InversionCell("f_mnist", "abc", 3, DefenseSetting("nopeek", 3.0), preset="paper", mode="sequential",
+                         budget=TINY_BUDGET, epochs=1, seed=4, targets=5)
+    assert cell.key == "inversion-f_mnist-ref-d3-nopeek3-unsplit-paper-sequential-1x2+2-e1-b64-s4-t5-abc"
+    label = LabelCell("f_mnist", "abc", defense=DefenseSetting("gradient_noise", 0.5), samples=12, batch_size=4)
+    assert label.key == "labels-f_mnist-d2-gradient_noise0.5-all-n12-b4-e1-trobs-k1-s0-abc"
+
+
+def test_cells_check_their_parameters():
+    tag = fingerprint(tiny_dataset())
+    with pytest.raises(ValueError, match="preset"):
+        InversionCell("f_mnist", tag, 1, preset="fastest")
+    with pytest.raises(ValueError, match="mode"):
+        InversionCell("f_mnist", tag, 1, mode="parallel")
+    with pytest.raises(ValueError, match="targets"):
+        InversionCell("f_mnist", tag, 1, targets=0)
+    with pytest.raises(ValueError, match="unknown attack"):
+        InversionCell("f_mnist", tag, 1, attack="magic")
+    with pytest.raises(ValueError, match="protects the gradients, not the activations"):
+        InversionCell("f_mnist", tag, 1, DefenseSetting("gradient_noise", 1.0))
+    with pytest.raises(ValueError, match="nopeek needs a strength"):
+        InversionCell("f_mnist", tag, 1, DefenseSetting("nopeek"))
+    with pytest.raises(ValueError, match="unknown defense 'noise'"):
+        LabelCell("f_mnist", tag, defense=DefenseSetting("noise", 1.0))
+
+
+def test_the_whole_grid_is_validated_before_any_cell_runs(tmp_path):
+    data = tiny_dataset()
+    cells = plan(depths=(1, 99)) + [LabelCell("f_mnist", fingerprint(data), depth=42)]
+    cells.append(InversionCell("f_mnist", fingerprint(data), 1, targets=31, budget=TINY_BUDGET))
+    runner = CountingRunner()
+    with pytest.raises(ValueError) as error:
+        run_sweep(cells, ResultStore(tmp_path), runner, datasets={"f_mnist": data})
+    assert runner.ran == [] and not ResultStore(tmp_path).keys()  # depth 1 did not run
+    message = str(error.value)
+    assert message.startswith("3 of 4 cells cannot run, nothing was run")
+    assert "-d99-" in message and "labels-f_mnist-d42" in message and "asks for 31 targets but f_mnist has 30" in message
+    with pytest.raises(ValueError, match="fingerprint"):
+        validate_grid(plan(), {"f_mnist": tiny_dataset(seed=1)})
+
+
+def test_a_cell_claimed_by_another_live_sweep_is_left_to_it(tmp_path):
+    store, cells = ResultStore(tmp_path), plan()
+    store.cells_dir.mkdir(parents=True)
+    other = {"pid": os.getppid(), "host": socket.gethostname(), "since": 0}  # a live process that is not us
+    store.claim_path(cells[1].key).write_text(json.dumps(other))
+    runner, events = CountingRunner(), []
+    result = run_sweep(cells, store, runner, on_event=events.append)
+    assert runner.ran == [cells[0].key, cells[2].key]
+    assert result.busy == [cells[1]] and len(result.runs) == 2
+    assert [e.status for e in events if e.status == "busy"] == ["busy"] and f"pid {os.getppid()}" in events[0].holder
+
+
+def test_the_serial_backend_skips_what_is_done_and_saves_each_cell_as_it_finishes():
+    cells, saved, events = plan(), [], []
+    run_cells_serial(cells, CountingRunner(), done=lambda cell: cell is cells[0], save=lambda cell, run: saved.append(run.key),
+                     on_event=events.append)
+    assert saved == [cells[1].key, cells[2].key]
+    assert [(e.status, e.index) for e in events] == [("started", 2), ("finished", 2), ("started", 3), ("finished", 3)]
+
+
+def test_defenses_are_an_axis_of_cells_each_side_with_its_undefended_cell():
+    data = tiny_dataset()
+    cells = defense_cells(data, [DefenseSetting("nopeek", 1.0), DefenseSetting("gaussian_noise", 0.5),
+                                 DefenseSetting("max_norm_noise")], depth=2, inversion={"budget": TINY_BUDGET})
+    assert [(cell.kind, cell.defense) for cell in cells] == [
+        ("inversion", NO_DEFENSE), ("inversion", DefenseSetting("nopeek", 1.0)), ("inversion", DefenseSetting("gaussian_noise", 0.5)),
+        ("labels", NO_DEFENSE), ("labels", DefenseSetting("max_norm_noise"))]
+    assert len({cell.key for cell in cells}) == len(cells)
+    assert cells[3].methods == "activation_gradient" and cells[3].train_samples is None  # trained on all the data
+    everything = defense_cells(data)
+    assert len(everything) == 2 + sum(len(one.default_strengths) for one in DEFENSES.values())
+    assert {cell.defense.name for cell in everything if cell.kind == "labels"} == {"none", *defenses_of("gradients")}
+
+
+def test_cells_and_the_runner_pickle_for_other_backends(tmp_path):
+    import pickle
+
+    cells = plan() + defense_cells(tiny_dataset(), [DefenseSetting("max_norm_noise")])
+    assert pickle.loads(pickle.dumps(cells)) == cells
+    runner = pickle.loads(pickle.dumps(CellRunner({"f_mnist": tiny_dataset()}, cache_dir=tmp_path)))
+    assert runner.datasets["f_mnist"].name == "f_mnist"
+
+
+def test_the_real_runner_stores_typed_records_and_images_the_report_reads(tmp_path):
+    data = tiny_dataset()
+    store = ResultStore(tmp_path / "results")
+    cells = inversion_cells(data, [2], [("tuned", "batched")], budget=TINY_BUDGET, epochs=1, targets=2)
+    cells.append(LabelCell("f_mnist", fingerprint(data), 2, samples=12, batch_size=1))
+    runner = CellRunner({"f_mnist": data}, cache_dir=tmp_path / "models")
+    runs = run_sweep(cells, store, runner, command="pytest").runs
+
+    inversion, labels = runs
+    assert isinstance(inversion, InversionRun) and isinstance(labels, LabelRun)
+    assert (inversion.attack.config["main_iters"], inversion.attack.config["input_iters"]) == (1, 2)
+    assert inversion.headline.targets.indices == (0, 1)  # the first test image of classes 0 and 1
+    assert (inversion.victim.cut_layer, inversion.victim.depth) == ("pool1", 2)
+    assert inversion.attack.config["seed"] == 0  # clone_architecture keeps the clone off the client's initial weights
+    assert 0 <= inversion.clone.clone_accuracy <= 1 and inversion.victim.training.seconds > 0
+    assert inversion.command == "pytest" and inversion.timings.attack_seconds > 0
+    assert inversion.arrays["originals"].dtype == np.uint8 and inversion.arrays["reconstructions"].shape == (2, 28, 28, 1)
+    assert 0 <= inversion.clone_before_attack.clone_accuracy <= 1
+    assert {method.id for method in labels.methods} >= {"authors", "activation_gradient", "norm_scoring"}
+    assert all(method.evaluated + method.known == 12 for method in labels.methods)
+    for run in runs:
+        json.dumps(run.to_dict(), allow_nan=False)  # every record is plain JSON
+
+    report = write_report(store).read_text()
+    assert "| 2 | `pool1` | tuned/batched |" in report and "### Label inference" in report
+
+
+def test_an_attack_interrupted_mid_cell_stores_nothing(tmp_path):
+    data = tiny_dataset()
+    store = ResultStore(tmp_path)
+    cell = inversion_cells(data, [1], [("paper", "batched")], budget=Budget(3, 2, 2), epochs=1, targets=2)[0]
+
+    def press_ctrl_c(report):
+        raise KeyboardInterrupt
+
+    runner = CellRunner({"f_mnist": data}, cache_dir=tmp_path / "models", on_round=press_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep([cell], store, runner)
+    assert not store.has(cell.key) and not store.arrays_path(cell.key).exists()
+
+
+def test_the_runner_refuses_cells_planned_for_other_data(tmp_path):
+    cell = plan()[0]
+    runner = CellRunner({"f_mnist": tiny_dataset(seed=1)}, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="fingerprint"):
+        runner(cell)

@@ -1,0 +1,307 @@
+"""REPORT.md: a summary a newcomer understands, then the tables and figures, all regenerated from stored runs.
+
+Nothing here runs an attack or loads a dataset: every number and picture comes
+from the typed records of a `ResultStore`, so the report can be rebuilt at any
+time and always matches the results it sits beside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
+from unsplit_tf.reporting import figures, tables
+from unsplit_tf.reporting.grouping import (
+    DefenseGroup,
+    Series,
+    defense_groups,
+    inversion_series,
+    undefended_label_runs,
+)
+from unsplit_tf.reporting.reference import reference_figures
+from unsplit_tf.store import ResultStore
+
+REPORT_NAME = "REPORT.md"
+Run = InversionRun | LabelRun
+
+
+def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes: str | None = None) -> Path:
+    """Write REPORT.md and its figures into `out_dir` (default: the store's root) from the stored runs.
+
+    `notes` (markdown written by people, e.g. explaining differences from the
+    paper) is included as the last section. Returns the report's path.
+    """
+    out = Path(out_dir) if out_dir is not None else store.root
+    runs = store.runs()
+    if not runs:
+        raise ValueError(f"no finished cells in {store.cells_dir}; run the sweep first (unsplit-tf sweep, or scripts/sweep.py)")
+    out.mkdir(parents=True, exist_ok=True)
+    series_by_dataset = inversion_series(runs)
+    labels_by_dataset = undefended_label_runs(runs)
+    inversion_groups, label_groups = defense_groups(runs)
+    order = list(figures.DATASET_TITLES)
+    datasets = sorted(set(series_by_dataset) | set(labels_by_dataset), key=lambda name: (name not in order, order.index(name)
+                                                                                         if name in order else 0, name))
+    parts = [
+        "# Split-learning leakage: what a server learns, and what stops it",
+        summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, label_groups),
+        _header(runs, store, out),
+    ]
+    parts += [_dataset_section(name, series_by_dataset.get(name, []), labels_by_dataset.get(name, []), out) for name in datasets]
+    if inversion_groups or label_groups:
+        parts.append(_defense_section(inversion_groups, label_groups, out))
+    parts.append(_comparison_section(series_by_dataset.get(reference_figures().dataset, [])))
+    if notes:
+        parts.append("## Findings\n\n" + notes.strip())
+    path = out / REPORT_NAME
+    path.write_text("\n\n".join(part for part in parts if part) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- the summary for newcomers
+
+
+def _depth_ranges(depths: Sequence[int]) -> str:
+    spans: list[list[int]] = []
+    for depth in sorted(depths):
+        if spans and depth == spans[-1][-1] + 1:
+            spans[-1].append(depth)
+        else:
+            spans.append([depth])
+    return ", ".join(f"{span[0]}" if len(span) == 1 else f"{span[0]}–{span[-1]}" for span in spans)
+
+
+def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
+    best: dict[int, InversionRun] = {}
+    for one in series:
+        for run in one.runs:
+            depth = run.victim.depth
+            if depth not in best or run.headline.reconstruction.mean_mse < best[depth].headline.reconstruction.mean_mse:
+                best[depth] = run
+    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    title = figures.title_of(dataset)
+    mean_mse = next(iter(best.values())).headline.baselines.dataset_mean.mean_mse
+    if not leaking:
+        return (f"On {title}, the data-oblivious attack (a server that knows only the client's architecture and sees what "
+                f"it sends) does not beat the dataset's mean image (MSE {mean_mse:.3f}) at any depth tried "
+                f"({_depth_ranges(list(best))}).")
+    top = min((best[d] for d in leaking), key=lambda run: run.headline.reconstruction.mean_mse)
+    text = (f"On {title}, a server that knows only the client's architecture and sees what the client sends "
+            f"reconstructs the client's inputs better than the dataset's mean image when the client ends at depth "
+            f"{_depth_ranges(leaking)} (best MSE {top.headline.reconstruction.mean_mse:.3f} at depth {top.victim.depth}, "
+            f"against the mean image's {mean_mse:.3f})")
+    if top.clone is not None:
+        text += (f" and steals a copy of the client that reaches {tables.percent(top.clone.clone_accuracy)} through the "
+                 f"server (the model: {tables.percent(top.clone.original_accuracy)})")
+    deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
+    if deeper:
+        text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image"
+    return text + "."
+
+
+def _label_summary(dataset: str, runs: Sequence[LabelRun]) -> str:
+    real = [m for run in runs for m in run.methods if m.observation == "activation_gradient" and m.accuracy is not None]
+    if not real:
+        return ""
+    top = max(real, key=lambda m: m.accuracy)
+    return (f"From the gradients a real server receives it infers {tables.percent(top.accuracy)} of the "
+            f"{figures.title_of(dataset)} training labels it sees ({top.id.replace('_', ' ')}; chance "
+            f"{tables.percent(top.chance)}).")
+
+
+def _cheapest_stop(group: DefenseGroup, stops) -> list[str]:
+    """Per defense in `group`, its cheapest setting for which `stops(run)`: "name s (cost N points)"."""
+    baseline = group.baseline
+    found = []
+    for name in dict.fromkeys(run.victim.defense.name for run in group.runs if run.victim.defense != NO_DEFENSE):
+        stopping = [run for run in group.runs if run.victim.defense.name == name and stops(run)]
+        if not stopping or baseline is None or baseline.victim.test_accuracy is None:
+            continue
+        cheapest = max(stopping, key=lambda run: run.victim.test_accuracy or 0.0)
+        cost = 100 * (baseline.victim.test_accuracy - (cheapest.victim.test_accuracy or 0.0))
+        found.append(f"{tables.defense_name(cheapest.victim.defense)} at strength {tables.strength_text(cheapest.victim.defense)}"
+                     f" (costing {cost:.1f} points of accuracy)")
+    return found
+
+
+def _defense_summary(inversion_groups: Sequence[DefenseGroup], label_groups: Sequence[DefenseGroup]) -> str:
+    sentences = []
+    for group in inversion_groups:
+        stoppers = _cheapest_stop(group, lambda run: not run.headline.beats_mean_image)
+        tried = ", ".join(dict.fromkeys(tables.defense_name(r.victim.defense) for r in group.runs if r.victim.defense != NO_DEFENSE))
+        sentences.append(f"Against the inversion ({group.title}), " + (
+            "these defenses bring it down to the mean image: " + "; ".join(stoppers) if stoppers
+            else f"none of the defenses tried ({tried}) stopped it at the strengths tried") + ".")
+    for group in label_groups:
+        def stops(run: LabelRun) -> bool:
+            labelled = [m for m in run.methods if m.accuracy is not None]
+            return bool(labelled) and max(m.accuracy for m in labelled) <= labelled[0].chance + 0.1
+
+        stoppers = _cheapest_stop(group, stops)
+        sentences.append(f"Against label inference ({group.title}), " + (
+            "these keep every method within 10 points of chance: " + "; ".join(stoppers) if stoppers
+            else "no defense tried kept the label attacks within 10 points of chance") + ".")
+    return " ".join(sentences)
+
+
+def summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, label_groups) -> str:
+    """One paragraph: what leaks, at which cut, what stops it, at what cost."""
+    sentences = [_inversion_summary(name, series) for name, series in series_by_dataset.items() if series]
+    sentences += [_label_summary(name, runs) for name, runs in labels_by_dataset.items()]
+    sentences.append(_defense_summary(inversion_groups, label_groups) or
+                     "No defense runs are stored yet, so this report does not say what stops the leaks.")
+    return "**In short.** " + " ".join(sentence for sentence in sentences if sentence)
+
+
+# ---------------------------------------------------------------- the sections
+
+
+def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
+    commands = sorted({run.command for run in runs if run.command})
+    environment = runs[0].environment
+    loads = [run.environment.load_average_1min for run in runs if run.environment.load_average_1min is not None]
+    machine = (f"Machine: {environment.cpu_count} CPU cores ({environment.machine}), {environment.gpus} GPU, unsplit-tf "
+               f"{environment.package}, TensorFlow {environment.tensorflow}, Keras {environment.keras}.")
+    if loads:
+        machine += (f" The machine's 1-minute load average was {min(loads):.1f}–{max(loads):.1f} when the runs started, "
+                    "so times are wall-clock and comparable only roughly.")
+    cells = store.cells_dir.relative_to(out) if store.cells_dir.is_relative_to(out) else store.cells_dir
+    lines = [
+        f"## How this report was made\n\nGenerated from {len(runs)} stored runs in `{cells}/`; regenerate it rather than "
+        "editing it. The runs were produced by:",
+        "```\n" + "\n".join(commands) + "\n```" if commands else "(no command recorded)",
+        machine,
+        "How to read the tables: *depth k* means the client computes the reference net's layers 0..k, every conv, "
+        "activation and pooling layer counted (see docs/ALGORITHMS.md). The targets are the first test images of each "
+        "class. MSE, PSNR and SSIM compare each reconstruction with its target (CIFAR-10 reconstructions are min-max "
+        "normalised first, as the authors do) and are averaged over the targets; *beats mean image* means a lower MSE "
+        "and a higher SSIM than the training set's mean image, a guess that uses no leaked information. *Clone accuracy* "
+        "is the test accuracy of `server(clone(x))`, the stolen client behind the real server; *split accuracy* is that "
+        "of `server(client(x))`; *agreement* is how often the two predict the same class; *untrained clone* is the fresh "
+        "clone the attack starts from. Presets: `paper` is the authors' hyper-parameters; `tuned` is the strongest "
+        "data-oblivious setting (no pull towards black, pixels kept in [0, 1], a slower clone and a faster x_hat). Mode "
+        "`sequential` attacks the targets one after another with one shared clone, as the authors' code; `batched` "
+        "attacks all at once.",
+    ]
+    return "\n\n".join(lines)
+
+
+def _model_lines(series: Sequence[Series]) -> list[str]:
+    """One sentence per trained model (epochs, seed): its split accuracy, and its training time if trained in the sweep."""
+    models: dict[tuple[int, int], list[InversionRun]] = {}
+    for one in series:
+        models.setdefault((one.setting.epochs, one.setting.seed), []).extend(one.runs)
+    sentences = []
+    for (epochs, seed), runs in sorted(models.items()):
+        trained = next((run.victim.training.seconds for run in runs if run.victim.training and run.victim.training.seconds), None)
+        how = f", trained in {trained:.0f} s" if trained is not None else " (loaded from the model cache)"
+        sentences.append(f"Model ({epochs} epochs, seed {seed}): split test accuracy {tables.percent(runs[0].victim.test_accuracy)}{how}.")
+    return sentences
+
+
+def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelRun], out: Path) -> str:
+    from unsplit_tf.plots import save_figure
+
+    title = figures.title_of(dataset)
+    lines = [f"## {title}"]
+    if series:
+        data = series[0].runs[0].data
+        lines.append(f"Data: {data.source}; {data.train_images:,} training and {data.test_images:,} test images.")
+        budgets = ", ".join(sorted({one.setting.budget for one in series}))
+        targets = ", ".join(sorted({str(one.setting.targets) for one in series}))
+        lines.append(" ".join(_model_lines(series)) + f" Attack budget per target: {budgets}; {targets} targets.")
+        lines += ["### Inversion and model stealing by depth", tables.inversion_table(series), tables.baselines_line(series)]
+        mse_figure, accuracy_figure = figures.depth_curves(series)
+        mse_path = save_figure(mse_figure, out / f"{dataset}_mse_by_depth.png")
+        accuracy_path = save_figure(accuracy_figure, out / f"{dataset}_clone_accuracy_by_depth.png")
+        lines.append(f"![{title}: MSE by depth]({mse_path.name}) ![{title}: clone accuracy by depth]({accuracy_path.name})")
+        if any("reconstructions" in run.arrays for one in series for run in one.runs):
+            grid_path = save_figure(figures.depth_grid(series), out / f"{dataset}_depth_grid.png")
+            lines.append(f"![{title}: reconstructions at every depth]({grid_path.name})")
+    for run in label_runs:
+        training = run.victim.training
+        lines.append(f"### Label inference ({run.samples} training examples, batch size {run.batch_size}, seed {training.seed})")
+        lines.append(
+            f"A fresh (untrained) reference net is cut U-shaped: the client keeps layers 0..{run.victim.depth} and the "
+            "output layer with the labels; labels are inferred during its first training steps. `weight_gradient` is what "
+            "the authors' code observes (the head's weight gradient, which a standard split-learning server never sees); "
+            "`activation_gradient` is what a server really receives. Methods on activation gradients are told the label "
+            "of the first example of each class (they cannot name classes otherwise); *relabelled accuracy* scores the "
+            f"best renaming of the inferred classes. The paper reports "
+            f"{tables.percent(reference_figures().paper_label_accuracy)} label accuracy. "
+            f"Time: {run.timings.total_seconds:.0f} s for all methods.")
+        lines.append(tables.label_table(run))
+    return "\n\n".join(lines)
+
+
+def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Sequence[DefenseGroup], out: Path) -> str:
+    from unsplit_tf.plots import save_figure
+
+    lines = ["## Defenses at the cut: what they cost, what they stop"]
+    for number, group in enumerate(inversion_groups, start=1):
+        first = group.baseline or group.runs[0]
+        training, head = first.victim.training, first.headline
+        grey, mean = head.baselines.constant_grey, head.baselines.dataset_mean
+        lines.append(f"### Inversion and model stealing against defended activations ({group.title})")
+        lines.append(
+            f"{figures.title_of(first.data.name)} ({first.data.source}), two-party split at depth {first.victim.depth} "
+            f"(cut after `{first.victim.cut_layer}`), each model trained from the same initial weights"
+            + (f" for {training.epochs} epochs (batch {training.batch_size}, seed {training.seed})" if training else "")
+            + f" with the defense at the cut, then attacked on all {len(head.targets.indices)} targets as the defended client "
+            "sends them. Split accuracy is on the test set with the defense active, as deployed; dCor(x, z) is the distance "
+            "correlation between test images and what the server receives. Higher MSE and lower SSIM mean better privacy. "
+            "\"Either polarity\" scores, per image, the better of the reconstruction and its negative 1 - x, as an attacker "
+            "who looks at it would.")
+        lines.append(tables.inversion_defense_table(group))
+        before = first.clone_before_attack
+        lines.append(
+            f"For scale: a grey 0.5 image scores MSE {grey.mean_mse:.3f} (SSIM {grey.mean_ssim:.3f}), the training set's "
+            f"mean image MSE {mean.mean_mse:.3f} (SSIM {mean.mean_ssim:.3f})"
+            + (f"; the attack's untrained clone scores {tables.percent(before.clone_accuracy)}" if before else "")
+            + ". Strengths: " + tables.strength_meanings([run.victim.defense for run in group.runs]) + ".")
+        figure = save_figure(figures.inversion_tradeoff(group), out / f"defenses_inversion_{number}.png")
+        lines.append(f"![Inversion against split accuracy, one curve per defense]({figure.name})")
+        if any("reconstructions" in run.arrays for run in group.runs):
+            grid = save_figure(figures.defense_grid(group), out / f"defenses_reconstructions_{number}.png")
+            lines.append(f"![The targets and their reconstructions under each defense]({grid.name})")
+    for number, group in enumerate(label_groups, start=1):
+        first = group.baseline or group.runs[0]
+        training = first.victim.training
+        chance = first.methods[0].chance
+        lines.append(f"### Label inference against defended gradients ({group.title})")
+        lines.append(
+            f"{figures.title_of(first.data.name)}, U-shaped split at depth {first.victim.depth} (the client keeps the "
+            f"bottom and the output layer, with the labels), trained from scratch on {training.samples:,} images for "
+            f"{training.epochs} epochs at batch {training.batch_size} with the defense at the input of the client's head, "
+            "so it perturbs the dL/da the server receives while the head's own weights get the true gradient. The server "
+            f"attacks the first {first.samples} training examples from dL/da, told the labels of the first example of each "
+            f"class (left out of the scores; chance is {tables.percent(chance)}). Model accuracy is on the test set after "
+            "training; norm scoring only ranks examples (macro one-vs-rest AUC, 0.5 = chance).")
+        lines.append(tables.label_defense_table(group))
+        lines.append("Strengths: " + tables.strength_meanings([run.victim.defense for run in group.runs]) + ".")
+        figure = save_figure(figures.label_tradeoff(group), out / f"defenses_labels_{number}.png")
+        lines.append(f"![Label accuracy against model accuracy, one curve per defense]({figure.name})")
+    return "\n\n".join(lines)
+
+
+def _comparison_section(series: list[Series]) -> str:
+    reference = reference_figures()
+    title = f"## {figures.title_of(reference.dataset)}: this port beside the authors' code"
+    table = tables.comparison_table(series)
+    if table is None:
+        budget = reference.budget.replace("(", "").replace(")", "")
+        return (f"{title}\n\nNo stored cells match the authors' conditions yet. Run:\n\n```\npython scripts/sweep.py "
+                f"--datasets {reference.dataset} --epochs {reference.epochs} --budget {budget} "
+                f"--attack {reference.preset}:{reference.mode} --attack tuned:batched\n```")
+    ours = tables.baselines_of(tables.comparison_series(series)[0][1].runs[0].headline.baselines)
+    checks = "; ".join(f"{tables.BASELINE_TITLES[name]} {tables.number(ours[name][0])} here, {tables.number(value)} there"
+                       for name, value in reference.baselines_mse.items() if name in ours)
+    return "\n\n".join([
+        title,
+        f"{reference.about} Ours under the same conditions: `{reference.preset}` {reference.mode}, and `tuned` under the same "
+        "budget. Their clone accuracy is on 2,000 test images, ours on the whole test split; they retrained per depth, we "
+        "train once per seed (the weights do not depend on the cut).",
+        table,
+        f"The targets are the same images: the no-information guesses agree ({checks}).",
+    ])

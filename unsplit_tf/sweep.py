@@ -1,0 +1,452 @@
+"""Grids of cells, run once each into a `ResultStore`, resumable, with a seam for other backends.
+
+A *cell* is one run with every parameter that affects its result fixed:
+an `InversionCell` (dataset × model × cut × defense(strength) × attack × budget
+× seed, + auxiliary images for auxiliary-data families) or a `LabelCell`. Its
+`key`, spelt from its fields, names its file in the store, so a change of any
+parameter or of the data (a fingerprint of all of it) makes a new cell.
+
+`run_sweep` validates the whole grid before running anything, skips the cells
+the store holds, claims the others (so two sweeps on one folder split the work),
+and hands them to a backend: `run_cells_serial` here, `sweep_ray.run_cells_ray`
+beside it, both `(cells, run_cell, *, done, save, on_event)`. Cells and
+`CellRunner` pickle, so a backend may ship them to workers. Ctrl-C keeps every
+finished cell; running the same sweep again resumes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+
+from unsplit_tf import defaults
+from unsplit_tf.attacks.inversion import MODES, preset
+from unsplit_tf.data import Dataset
+from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
+from unsplit_tf.models import reference_net
+from unsplit_tf.protocol import TrainConfig
+from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource, fingerprint
+from unsplit_tf.runs import INVERSION_FAMILIES, LABEL_METHOD_SETS, VictimSpec, run_inversion, run_label_inference
+from unsplit_tf.split import split_model, split_u_shaped
+from unsplit_tf.store import ResultStore
+
+REFERENCE = "reference"
+"""The `model` of a cell that attacks the dataset's reference net (trained in the run, cached)."""
+
+_BUDGET_PATTERN = re.compile(r"^\s*(\d+)\s*[x×]\s*\(?\s*(\d+)\s*\+\s*(\d+)\s*\)?\s*$")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The inversion budget per target: `main_iters` rounds of `input_iters` + `model_iters` steps."""
+
+    main_iters: int
+    input_iters: int
+    model_iters: int
+
+    def __post_init__(self) -> None:
+        for name in ("main_iters", "input_iters", "model_iters"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"budget {name} must be at least 1, got {getattr(self, name)}")
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        """Read "MAINxINPUT+MODEL", e.g. "100x100+100" or "100x(100+100)"."""
+        match = _BUDGET_PATTERN.match(text)
+        if match is None:
+            raise ValueError(f"budget {text!r} is not of the form MAINxINPUT+MODEL; write e.g. 100x100+100 "
+                             "(100 rounds of 100 input steps and 100 model steps)")
+        return cls(*(int(group) for group in match.groups()))
+
+    def __str__(self) -> str:
+        return f"{self.main_iters}x({self.input_iters}+{self.model_iters})"
+
+    @property
+    def tag(self) -> str:
+        return f"{self.main_iters}x{self.input_iters}+{self.model_iters}"
+
+
+DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
+
+
+def defense_tag(setting: DefenseSetting) -> str:
+    """A defense setting in a key: "none", "nopeek3", "max_norm_noise"."""
+    return setting.name if setting.strength is None else f"{setting.name}{setting.strength:g}"
+
+
+def _model_tag(model: str, sha256: str) -> str:
+    return "ref" if model == REFERENCE else f"{Path(model).stem}.{sha256[:8]}"
+
+
+def _check_model(model: str, sha256: str, defense: DefenseSetting) -> None:
+    if model != REFERENCE and not sha256:
+        raise ValueError(f"cell model {model!r} needs its model_sha256: build the cell with **model_file(path)")
+    if model != REFERENCE and defense != NO_DEFENSE:
+        raise ValueError(f"a defense needs training with it at the cut; the saved model {model!r} is attacked as it is")
+
+
+def model_file(path: str | Path) -> dict[str, str]:
+    """The cell fields of a user's saved model: its path and the SHA-256 of its bytes (part of the key)."""
+    return {"model": str(path), "model_sha256": ModelSource.of_file(path).sha256}
+
+
+@dataclass(frozen=True)
+class InversionCell:
+    """Input recovery + stealing of the first `targets` test images class by class, at one cut, defense, attack, seed."""
+
+    kind: ClassVar[str] = "inversion"
+    dataset: str
+    data_tag: str  # `records.fingerprint` of the data
+    depth: int
+    defense: DefenseSetting = NO_DEFENSE
+    attack: str = "unsplit"  # the family
+    preset: str = defaults.PRESET
+    mode: str = defaults.MODE
+    budget: Budget = DEFAULT_BUDGET
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    seed: int = defaults.SEED
+    targets: int = defaults.TARGETS
+    train_samples: int | None = None  # train on the first N training images (None: all)
+    aux: int = 0  # auxiliary images of an auxiliary-data family (0 for "unsplit")
+    model: str = REFERENCE  # or the path of a user's saved model
+    model_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        if self.attack not in INVERSION_FAMILIES:
+            raise ValueError(f"unknown attack {self.attack!r}; choose one of {', '.join(INVERSION_FAMILIES)}")
+        preset(self.preset)  # raises for an unknown name
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        check_defense(self.defense, ACTIVATIONS)
+        _check_model(self.model, self.model_sha256, self.defense)
+        TrainConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)  # its checks
+        for name, least in (("depth", 1), ("epochs", 1), ("targets", 1), ("aux", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"cell {name} must be at least {least}, got {getattr(self, name)}")
+        if self.train_samples is not None and self.train_samples < 1:
+            raise ValueError(f"train_samples must be at least 1 (or None for all), got {self.train_samples}")
+
+    @property
+    def key(self) -> str:
+        parts = ["inversion", self.dataset, _model_tag(self.model, self.model_sha256), f"d{self.depth}",
+                 defense_tag(self.defense), self.attack, self.preset, self.mode, self.budget.tag, f"e{self.epochs}",
+                 f"b{self.batch_size}", f"s{self.seed}", f"t{self.targets}"]
+        parts += [f"n{self.train_samples}"] if self.train_samples is not None else []
+        parts += [f"aux{self.aux}"] if self.aux else []
+        return "-".join(parts + [self.data_tag])
+
+    def describe(self) -> str:
+        defense = "" if self.defense == NO_DEFENSE else f", {self.defense.label}"
+        return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}"
+
+
+_TRAIN_ON_OBSERVED = -1
+
+
+@dataclass(frozen=True)
+class LabelCell:
+    """Label inference while a fresh reference net trains U-shaped, observing its first `samples` examples."""
+
+    kind: ClassVar[str] = "labels"
+    dataset: str
+    data_tag: str
+    depth: int = defaults.LABEL_DEPTH
+    defense: DefenseSetting = NO_DEFENSE
+    methods: str = "all"  # a name of `runs.LABEL_METHOD_SETS`
+    samples: int = defaults.LABEL_SAMPLES
+    batch_size: int = defaults.LABEL_BATCH_SIZE
+    epochs: int = 1
+    train_samples: int | None = _TRAIN_ON_OBSERVED  # -1: the observed examples only; None: all
+    known_per_class: int = defaults.KNOWN_PER_CLASS
+    seed: int = defaults.SEED
+
+    def __post_init__(self) -> None:
+        check_defense(self.defense, GRADIENTS)
+        if self.methods not in LABEL_METHOD_SETS:
+            raise ValueError(f"unknown label method set {self.methods!r}; choose one of {', '.join(LABEL_METHOD_SETS)}")
+        for name, least in (("depth", 1), ("samples", 1), ("batch_size", 1), ("epochs", 1), ("known_per_class", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"cell {name} must be at least {least}, got {getattr(self, name)}")
+        if self.train_samples is not None and self.train_samples != _TRAIN_ON_OBSERVED and self.train_samples < self.samples:
+            raise ValueError(f"train_samples {self.train_samples} must be at least samples {self.samples} "
+                             "(or -1: the observed ones only, None: all)")
+
+    @property
+    def key(self) -> str:
+        train = {None: "all", _TRAIN_ON_OBSERVED: "obs"}.get(self.train_samples, str(self.train_samples))
+        return "-".join(["labels", self.dataset, f"d{self.depth}", defense_tag(self.defense), self.methods,
+                         f"n{self.samples}", f"b{self.batch_size}", f"e{self.epochs}", f"tr{train}",
+                         f"k{self.known_per_class}", f"s{self.seed}", self.data_tag])
+
+    def describe(self) -> str:
+        defense = "" if self.defense == NO_DEFENSE else f", {self.defense.label}"
+        return f"labels {self.dataset} depth {self.depth}{defense}, {self.samples} samples, batch {self.batch_size}"
+
+
+Cell = InversionCell | LabelCell
+Run = InversionRun | LabelRun
+
+
+# ---------------------------------------------------------------- planning grids
+
+
+def inversion_cells(
+    data: Dataset,
+    depths: Iterable[int],
+    attacks: Sequence[tuple[str, str]] = ((defaults.PRESET, defaults.MODE),),
+    *,
+    defenses: Sequence[DefenseSetting] = (NO_DEFENSE,),
+    seeds: Sequence[int] = (defaults.SEED,),
+    **fields: Any,
+) -> list[InversionCell]:
+    """One cell per depth × defense × (preset, mode) × seed, depth-major; `fields` set the rest (budget, epochs, ...)."""
+    tag = fingerprint(data)
+    return [InversionCell(data.name, tag, depth, defense, preset=name, mode=mode, seed=seed, **fields)
+            for depth in depths for defense in defenses for name, mode in attacks for seed in seeds]
+
+
+def defense_cells(
+    data: Dataset,
+    settings: Sequence[DefenseSetting] | None = None,
+    *,
+    depth: int = defaults.DEPTH,
+    seed: int = defaults.SEED,
+    inversion: Mapping[str, Any] | None = None,
+    labels: Mapping[str, Any] | None = None,
+) -> list[Cell]:
+    """The defense axis: every setting (default: each registered defense at its default strengths) on its side,
+    each side preceded by its undefended cell.
+
+    Activation defenses become inversion cells, gradient defenses label cells
+    (trained on all the data for `defaults.EPOCHS`, observing the first
+    `defaults.DEFENSE_LABEL_SAMPLES` examples; what a real server can run).
+    `inversion` / `labels` override cell fields of that side.
+    """
+    chosen = default_settings() if settings is None else [check_defense(setting) for setting in settings]
+    tag = fingerprint(data)
+    label_fields = {"depth": defaults.LABEL_DEPTH, "methods": "activation_gradient", "samples": defaults.DEFENSE_LABEL_SAMPLES,
+                    "batch_size": defaults.DEFENSE_LABEL_BATCH_SIZE, "epochs": defaults.EPOCHS, "train_samples": None,
+                    **dict(labels or {})}
+    cells: list[Cell] = []
+    for side in (ACTIVATIONS, GRADIENTS):
+        mine = [s for s in chosen if s == NO_DEFENSE or named_defense(s.name).protects == side]
+        if not mine:
+            continue
+        for setting in [NO_DEFENSE] + [s for s in mine if s != NO_DEFENSE]:
+            if side == ACTIVATIONS:
+                cells.append(InversionCell(data.name, tag, depth, setting, seed=seed, **dict(inversion or {})))
+            else:
+                cells.append(LabelCell(data.name, tag, defense=setting, seed=seed, **label_fields))
+    return cells
+
+
+def validate_grid(cells: Sequence[Cell], datasets: Mapping[str, Dataset] | None = None) -> list[Cell]:
+    """The cells, without repeats, if every one can run; else one ValueError listing every problem.
+
+    Checks each cut against its net (so `depths 1 99` fails before depth 1 runs), and with
+    `datasets` that each cell's data is loaded, has the fingerprint it was planned with, and
+    has the test and training images it asks for.
+    """
+    unique = list({cell.key: cell for cell in cells}.values())
+    problems: list[str] = []
+    nets: dict[str, keras.Model] = {}
+    for cell in unique:
+        try:
+            _check_cut(cell, nets)
+            if datasets is not None:
+                _check_data(cell, datasets)
+        except ValueError as error:
+            problems.append(f"{cell.key}: {error}")
+    if problems:
+        raise ValueError(f"{len(problems)} of {len(unique)} cells cannot run, nothing was run:\n  " + "\n  ".join(problems))
+    return unique
+
+
+def _check_cut(cell: Cell, nets: dict[str, keras.Model]) -> None:
+    if cell.kind == InversionCell.kind and cell.model != REFERENCE:
+        return  # a user's model is checked when it is loaded
+    if cell.dataset not in nets:
+        nets[cell.dataset] = reference_net(cell.dataset)
+    if isinstance(cell, InversionCell):
+        split_model(nets[cell.dataset], depth=cell.depth)
+    else:
+        split_u_shaped(nets[cell.dataset], depth=cell.depth)
+
+
+def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
+    if cell.dataset not in datasets:
+        raise ValueError(f"needs dataset {cell.dataset!r}, but only {sorted(datasets)} were loaded")
+    data = datasets[cell.dataset]
+    if fingerprint(data) != cell.data_tag:
+        raise ValueError(f"was planned for other {cell.dataset} data (fingerprint {cell.data_tag}, the loaded data has "
+                         f"{fingerprint(data)}); plan it from the loaded data")
+    train, test = len(data.x_train), len(data.x_test)
+    if isinstance(cell, InversionCell) and cell.targets > test:
+        raise ValueError(f"asks for {cell.targets} targets but {cell.dataset} has {test} test images")
+    wanted = cell.train_samples if isinstance(cell.train_samples, int) and cell.train_samples > 0 else 0
+    if isinstance(cell, LabelCell):
+        wanted = max(wanted, cell.samples)
+    if wanted > train:
+        raise ValueError(f"asks for {wanted} training images but {cell.dataset} has {train}")
+
+
+# ---------------------------------------------------------------- running cells
+
+
+@dataclass(frozen=True)
+class SweepEvent:
+    """Progress of a sweep: a cell was "skipped" (stored before), "busy" (claimed by another sweep), "started" or "finished"."""
+
+    status: str
+    cell: Cell
+    index: int  # 1-based position in the grid
+    total: int
+    run: Run | None = None  # for "skipped" and "finished"
+    holder: str | None = None  # for "busy": who holds the claim
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep left: the runs of every cell the store holds now, and the cells another sweep is computing."""
+
+    runs: list[Run]
+    busy: list[Cell]
+
+
+EventCallback = Callable[[SweepEvent], None]
+
+
+def run_cells_serial(
+    cells: Sequence[Cell],
+    run_cell: Callable[[Cell], Run],
+    *,
+    done: Callable[[Cell], bool],
+    save: Callable[[Cell, Run], None],
+    on_event: EventCallback | None = None,
+) -> None:
+    """Run each cell not `done` in this process, in order, and `save` it the moment it finishes."""
+    for index, cell in enumerate(cells, start=1):
+        if done(cell):
+            continue
+        _notify(on_event, SweepEvent("started", cell, index, len(cells)))
+        run = run_cell(cell)
+        save(cell, run)
+        _notify(on_event, SweepEvent("finished", cell, index, len(cells), run))
+
+
+def _ray_backend(*args, **kwargs):
+    from unsplit_tf.sweep_ray import run_cells_ray  # Ray is optional: imported only when asked for
+
+    return run_cells_ray(*args, **kwargs)
+
+
+BACKENDS: dict[str, Callable[..., None]] = {"serial": run_cells_serial, "ray": _ray_backend}
+
+
+def run_sweep(
+    cells: Sequence[Cell],
+    store: ResultStore,
+    runner: Callable[[Cell], Run],
+    *,
+    backend: str = "serial",
+    datasets: Mapping[str, Dataset] | None = None,
+    command: str = "",
+    on_event: EventCallback | None = None,
+    **backend_options: Any,
+) -> SweepResult:
+    """Validate the whole grid, then run every cell the store lacks and nobody else has claimed.
+
+    Each run is stored the moment it finishes, with its cell's key and `command`.
+    A KeyboardInterrupt stops the sweep after the finished cells were stored (claims
+    are released); running the same sweep again resumes it.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    unique = validate_grid(cells, datasets)
+    todo: list[Cell] = []
+    busy: list[Cell] = []
+    for index, cell in enumerate(unique, start=1):
+        if store.has(cell.key):
+            _notify(on_event, SweepEvent("skipped", cell, index, len(unique), store.load(cell.key)))
+        elif store.claim(cell.key):
+            todo.append(cell)
+        else:
+            busy.append(cell)
+            _notify(on_event, SweepEvent("busy", cell, index, len(unique), holder=store.claim_holder(cell.key)))
+
+    def save(cell: Cell, run: Run) -> None:
+        store.save(dataclasses.replace(run, key=cell.key, command=command or run.command))
+        store.release(cell.key)
+
+    try:
+        BACKENDS[backend](todo, runner, done=lambda cell: store.has(cell.key), save=save, on_event=on_event,
+                          **backend_options)
+    finally:
+        for cell in todo:
+            store.release(cell.key)
+    return SweepResult([store.load(cell.key) for cell in unique if store.has(cell.key)], busy)
+
+
+def _notify(on_event: EventCallback | None, event: SweepEvent) -> None:
+    if on_event is not None:
+        on_event(event)
+
+
+class CellRunner:
+    """Runs cells on loaded data through the run layer (`run_inversion`, `run_label_inference`).
+
+    datasets: the loaded datasets, by canonical name.
+    cache_dir: the trained-model cache (default `protocol.default_cache_dir()`).
+    on_epoch, on_round, on_step: progress callbacks passed on to the runs (picklable ones, for other backends).
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Dataset],
+        *,
+        cache_dir: str | Path | None = None,
+        on_epoch: Callable | None = None,
+        on_round: Callable | None = None,
+        on_step: Callable | None = None,
+    ) -> None:
+        self.datasets = dict(datasets)
+        self.cache_dir = cache_dir
+        self.on_epoch, self.on_round, self.on_step = on_epoch, on_round, on_step
+
+    def __call__(self, cell: Cell) -> Run:
+        """The cell's run record (keyed); KeyboardInterrupt if the run was interrupted, so that nothing partial is stored."""
+        _check_data(cell, self.datasets)
+        data = self.datasets[cell.dataset]
+        if isinstance(cell, InversionCell):
+            run = self._inversion(cell, data)
+        else:
+            run = run_label_inference(
+                data, depth=cell.depth, samples=cell.samples, batch_size=cell.batch_size, epochs=cell.epochs,
+                train_samples=cell.train_samples, seed=cell.seed, defense=cell.defense, methods=cell.methods,
+                known_per_class=cell.known_per_class, on_step=self.on_step, on_epoch=self.on_epoch).run
+        if run.interrupted:
+            raise KeyboardInterrupt
+        return dataclasses.replace(run, key=cell.key)
+
+    def _inversion(self, cell: InversionCell, data: Dataset) -> InversionRun:
+        budget = dataclasses.asdict(cell.budget)
+        config = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget)
+        options: dict[str, Any] = {"preset": cell.preset, "targets": cell.targets, "cache_dir": self.cache_dir,
+                                   "on_epoch": self.on_epoch, "on_round": self.on_round}
+        if cell.model == REFERENCE:
+            training = TrainConfig(epochs=cell.epochs, batch_size=cell.batch_size, seed=cell.seed)
+            victim = VictimSpec(depth=cell.depth, defense=cell.defense, training=training, train_samples=cell.train_samples)
+            return run_inversion(data, config, victim=victim, **options).run
+        source = ModelSource.of_file(cell.model)
+        if source.sha256 != cell.model_sha256:
+            raise ValueError(f"{cell.model} changed since the cell was planned (SHA-256 {source.sha256[:8]}, the cell "
+                             f"names {cell.model_sha256[:8]}); plan the sweep again")
+        model = keras.models.load_model(cell.model, safe_mode=True, compile=False)
+        return run_inversion(data, config, victim=split_model(model, depth=cell.depth), model_source=source, **options).run
