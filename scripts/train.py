@@ -1,23 +1,9 @@
-"""Train a reference net the split-learning way and report its test accuracy.
+"""Train (and cache) a reference net the split-learning way: python scripts/train.py --dataset f_mnist --depth 2
 
-    python scripts/train.py --dataset f_mnist --depth 2 --epochs 2
+A shim over `unsplit-tf train` (unsplit_tf/cli/train.py); `python scripts/train.py --help` lists the flags.
 """
 
-from __future__ import annotations
-
-import argparse
-
-from common import add_data_flags, add_training_flags, load_data, trained_model
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_flags(parser)
-    add_training_flags(parser)
-    parser.add_argument("--depth", type=int, default=2, help="split depth (default 2)")
-    args = parser.parse_args()
-    trained_model(load_data(args), args, args.depth)
-
+from common import run_verb
 
 if __name__ == "__main__":
-    main()
+    run_verb("train")

@@ -1,9 +1,9 @@
 """The authors' attack loops in their own framework, PyTorch eager, for speed comparison only.
 
 Optional: needs `pip install torch` (not a dependency of unsplit-tf). Written
-from the algorithm as UNSPLIT.md states it: per step one forward and backward
-pass and one Adam(amsgrad) step; for labels, per example ten backward passes
-through the clone's last layer (one per candidate label) and one clone step.
+from the algorithm as docs/ALGORITHMS.md states it: per step one forward and
+backward pass and one Adam(amsgrad) step; for labels, per example ten backward
+passes through the clone's last layer (one per candidate label) and one clone step.
 """
 
 from __future__ import annotations

@@ -1,0 +1,302 @@
+"""The command-line front doors: flags, help, output checks, errors, exit codes, progress output.
+
+Everything here runs in-process on tiny synthetic data (a .npz the test writes) or checks what
+happens *before* any training, so it stays fast; tests/test_cli_runs.py runs the verbs end to end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from unsplit_tf.cli import _common, main as cli_main
+from unsplit_tf.cli._common import CliError, guarded
+from unsplit_tf.cli._outputs import run_folder, writable_folder
+from unsplit_tf.cli._progress import Progress, Scalars
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SHIMS = ("invert", "label_inference", "sweep", "report", "defend", "train", "benchmark", "benchmark_labels", "tune_preset")
+
+
+def tiny_npz(path: Path, *, train: int = 60, test: int = 20) -> Path:
+    """MNIST-shaped synthetic data, every class present in both splits."""
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.integers(0, 255, (train, 28, 28), dtype=np.uint8), y_train=np.arange(train) % 10,
+             x_test=rng.integers(0, 255, (test, 28, 28), dtype=np.uint8), y_test=np.arange(test) % 10)
+    return path
+
+
+def verb_main(verb: str):
+    return __import__(f"unsplit_tf.cli.{verb}", fromlist=["main"]).main
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any data loading or run fails the test: what is checked must be refused before any work."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command went on to load data or run")
+
+    for verb in ("invert", "labels", "train", "sweep", "defend"):
+        monkeypatch.setattr(f"unsplit_tf.cli.{verb}.load_data", refuse, raising=False)
+    monkeypatch.setattr("unsplit_tf.runs.run_inversion", refuse)
+    monkeypatch.setattr("unsplit_tf.runs.run_label_inference", refuse)
+
+
+def exit_of(verb: str, argv: list[str], capsys) -> tuple[int, str, str]:
+    """Run `unsplit-tf VERB argv` in-process: (exit code, stdout, stderr)."""
+    try:
+        code = cli_main.main([verb, *argv])
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+# ---------------------------------------------------------------- the command and its help
+
+
+def test_top_level_help_lists_every_verb_without_tensorflow(capsys):
+    assert cli_main.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(verb in out for verb in cli_main.VERBS)
+
+
+def test_unknown_verb_suggests_the_closest(capsys):
+    assert cli_main.main(["invrt"]) == 2
+    assert "did you mean 'invert'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", list(cli_main.VERBS))
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main.main([verb, "--help"])
+    assert stop.value.code == 0
+    assert f"unsplit-tf {verb}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", SHIMS)
+def test_every_script_has_help_and_does_no_work(script, monkeypatch, capsys):
+    """`scripts/benchmark_labels.py --help` ran the whole benchmark before."""
+    monkeypatch.setattr(sys, "argv", [str(SCRIPTS / f"{script}.py"), "--help"])
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(SCRIPTS / f"{script}.py"), run_name="__main__")
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "examples attacked per second" not in out.split("\n\n")[-1]
+
+
+# ---------------------------------------------------------------- defaults from parsed values only
+
+
+def parse(verb: str, argv: list[str]):
+    module = __import__(f"unsplit_tf.cli.{verb}", fromlist=["add_arguments"])
+    return _common.parser_for(module).parse_args(argv)
+
+
+def test_a_shortened_flag_counts_like_the_full_one():
+    """`--quick --epoch 1` trained 2 epochs: the script looked for the literal text `--epochs`."""
+    from unsplit_tf.cli.invert import attack_config
+
+    args = parse("invert", ["--quick", "--epoch", "1"])
+    assert _common.train_config(args, epochs=2).epochs == 1
+    assert attack_config(args).main_iters == 20  # --quick still shortens the attack
+    assert _common.train_config(parse("invert", ["--quick"]), epochs=2).epochs == 2
+
+
+def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_authors():
+    from unsplit_tf.attacks.inversion import PRESETS
+    from unsplit_tf.cli.invert import attack_config
+
+    assert attack_config(parse("invert", [])) == PRESETS["tuned"].replace(seed=0)
+    paper = attack_config(parse("invert", ["--preset", "paper"]))
+    assert paper == PRESETS["paper"] and (paper.lambda_l2, paper.main_iters, paper.box) == (1.0, 1000, None)
+
+
+def test_labels_defaults_to_the_data_that_ships():
+    assert parse("labels", []).dataset == "f_mnist"
+
+
+# ---------------------------------------------------------------- refused up front, before any work
+
+
+@pytest.mark.parametrize("flag", ["--lr", "--lambda-tv", "--input-lr", "--model-lr", "--lambda-l2"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_hyper_parameters_are_refused_up_front(flag, value, tmp_path, capsys, no_work):
+    code, out, err = exit_of("invert", [flag, value, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and "finite" in err and "Traceback" not in err
+    assert "data:" not in out  # refused before loading anything
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, no_work):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    code, out, err = exit_of("invert", ["--out", str(target)], capsys)
+    assert code == 2 and "--out" in err and "is a file" in err and "data:" not in out
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, no_work):
+    target = tmp_path / "cache"
+    target.write_text("")
+    code, out, err = exit_of("train", ["--cache-dir", str(target)], capsys)
+    assert code == 2 and "--cache-dir" in err and "data:" not in out
+
+
+def test_too_many_targets_are_refused_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("unsplit_tf.runs.run_inversion", lambda *a, **k: pytest.fail("the attack ran"))
+    data = tiny_npz(tmp_path / "tiny.npz")
+    code, out, err = exit_of("invert", ["--data-dir", str(data), "--targets", "21", "--out", str(tmp_path / "run"),
+                                        "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 2 and "--targets 21" in err and "20 test images" in err
+    assert "training" not in out and not (tmp_path / "cache").exists()
+
+
+def test_writable_folder_checks_without_creating(tmp_path):
+    assert writable_folder(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(CliError, match="--results .* is a file"):
+        writable_folder(tmp_path / "file", "--results")
+    with pytest.raises(CliError, match="cannot be created: .* is a file"):
+        writable_folder(tmp_path / "file" / "below", "--out")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs a Linux /proc (unwritable even for root)")
+def test_an_unwritable_folder_is_refused():
+    with pytest.raises(CliError, match="--out /proc/unsplit_tf_test cannot be written"):
+        writable_folder(Path("/proc/unsplit_tf_test"), "--out")
+
+
+def test_a_finished_run_is_never_overwritten_silently(tmp_path):
+    default = tmp_path / "runs" / "invert"
+    default.mkdir(parents=True)
+    (default / "metrics.json").write_text("{}")
+    assert run_folder(None, default, marker="metrics.json", overwrite=False) == tmp_path / "runs" / "invert-2"
+    with pytest.raises(CliError, match="already holds a finished run.*--overwrite"):
+        run_folder(default, default, marker="metrics.json", overwrite=False)
+    assert run_folder(default, default, marker="metrics.json", overwrite=True) == default
+    assert run_folder(tmp_path / "new", default, marker="metrics.json", overwrite=False) == tmp_path / "new"
+
+
+# ---------------------------------------------------------------- a user's model, checked before the attack
+
+
+def small_model(outputs: int = 10, *, sequential: bool = False, heads: int = 1) -> keras.Model:
+    if sequential:
+        return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(2, 3, name="conv"),
+                                 keras.layers.Flatten(), keras.layers.Dense(outputs, name="logits")])
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(keras.layers.Conv2D(2, 3, name="conv")(inputs))
+    tails = [keras.layers.Dense(outputs, name=f"logits{i}")(x) for i in range(heads)]
+    return keras.Model(inputs, tails if heads > 1 else tails[0])
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    from unsplit_tf.data import load_dataset
+
+    return load_dataset("mnist", tiny_npz(tmp_path / "tiny.npz"))
+
+
+def test_a_sequential_model_file_is_accepted(tmp_path, tiny_data):
+    from unsplit_tf.cli._model import load_user_model
+
+    small_model(sequential=True).save(tmp_path / "seq.keras")
+    model = load_user_model(tmp_path / "seq.keras", tiny_data)
+    assert model.outputs[0].shape[-1] == 10 and [layer.name for layer in model.layers][1] == "conv"
+
+
+@pytest.mark.parametrize("problem, make, message", [
+    ("classes", lambda: small_model(5), "outputs 5 classes but mnist has 10"),
+    ("outputs", lambda: small_model(10, heads=2), "has 2 outputs"),
+])
+def test_a_model_that_does_not_fit_the_data_is_refused(problem, make, message, tmp_path, tiny_data):
+    from unsplit_tf.cli._model import load_user_model
+
+    make().save(tmp_path / f"{problem}.keras")
+    with pytest.raises(CliError, match=message):
+        load_user_model(tmp_path / f"{problem}.keras", tiny_data)
+
+
+def test_a_truncated_model_file_is_named_as_such(tmp_path, tiny_data):
+    """Keras reports a truncated .keras file as "File not found"."""
+    from unsplit_tf.cli._model import load_user_model
+
+    small_model().save(tmp_path / "whole.keras")
+    payload = (tmp_path / "whole.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(payload[: len(payload) // 2])
+    with pytest.raises(CliError, match="not a readable .keras archive"):
+        load_user_model(tmp_path / "cut.keras", tiny_data)
+    with pytest.raises(CliError, match="no such file"):
+        load_user_model(tmp_path / "missing.keras", tiny_data)
+
+
+# ---------------------------------------------------------------- Ctrl-C and errors: one line, an exit code
+
+
+def test_ctrl_c_gives_exit_code_130_and_one_line(capsys):
+    def work():
+        raise KeyboardInterrupt
+
+    assert guarded(work) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+def test_library_value_errors_become_usage_errors():
+    def work():
+        raise ValueError("main_iters must be at least 1, got 0")
+
+    with pytest.raises(CliError, match="main_iters") as caught:
+        guarded(work)
+    assert caught.value.code == 2
+
+
+# ---------------------------------------------------------------- progress output
+
+
+def test_progress_off_a_terminal_writes_clean_lines():
+    """A log of the old progress bar held carriage returns, backspaces and colour codes on one line."""
+    stream = io.StringIO()
+    bar = Progress(200, "round", label="attack", stream=stream)
+    for done in range(1, 201):
+        bar.update(done, matching=1.0 / done)
+    text = stream.getvalue()
+    assert not set(text) & {"\r", "\b", "\x1b"}
+    lines = text.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("attack: 200/200 rounds (100%)")
+    assert "matching 0.005" in lines[-1]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_on_a_terminal_redraws_one_line():
+    stream = _Terminal()
+    bar = Progress(3, "epoch", stream=stream)
+    for done in (1, 2, 3):
+        bar.update(done, loss=0.5)
+    assert stream.getvalue().count("\r") == 3 and stream.getvalue().endswith("\n")
+
+
+def test_scalars_land_in_tensorboard_event_files(tmp_path):
+    import tensorflow as tf
+
+    scalars = Scalars(tmp_path / "board")
+    for step in (1, 2, 3):
+        scalars.log(step, **{"inversion/matching_loss": 1.0 / step, "skipped": None})
+    scalars.close()
+    events = list((tmp_path / "board").glob("events.out.tfevents.*"))
+    tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(str(path))
+            for value in event.summary.value}
+    assert tags == {"inversion/matching_loss"}
+

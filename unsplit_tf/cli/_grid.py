@@ -1,0 +1,83 @@
+"""Running a grid of cells from the command line (the `sweep` and `defend` verbs): progress per cell, Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from unsplit_tf.cli._common import Interrupted
+from unsplit_tf.cli._progress import Progress
+
+
+def _summary(run) -> str:
+    if run is None:
+        return ""
+    if run.kind == "labels":
+        scores = [f"{m.id} {m.accuracy:.0%}" if m.accuracy is not None else f"{m.id} AUC {m.auc:.2f}" for m in run.methods]
+        return ", ".join(scores)
+    head = run.headline
+    clone = f" clone {run.clone.clone_accuracy:.1%}" if run.clone else ""
+    return f"MSE {head.reconstruction.mean_mse:.3f} SSIM {head.reconstruction.mean_ssim:.3f}{clone} ({run.timings.attack_seconds:.0f} s attack)"
+
+
+class CellProgress:
+    """One line per cell, and a progress line while a cell trains or attacks."""
+
+    def __init__(self) -> None:
+        self.bar: Progress | None = None
+        self.done = 0
+
+    def on_event(self, event) -> None:
+        head = f"[{event.index}/{event.total}] {event.cell.describe()}"
+        if event.status == "skipped":
+            print(f"{head}: done before, skipped ({_summary(event.run)})")
+        elif event.status == "busy":
+            print(f"{head}: another sweep ({event.holder}) is computing it, skipped")
+        elif event.status == "started":
+            print(f"{head} ...", flush=True)
+            self.bar, self.done = None, 0
+        else:
+            self.close()
+            print(f"{head}: {_summary(event.run)}", flush=True)
+
+    def on_epoch(self, epoch: int, loss: float) -> None:
+        print(f"  training epoch {epoch + 1}: loss {loss:.4f}", flush=True)
+
+    def on_round(self, report) -> None:
+        if self.bar is None:
+            self.bar = Progress(report.rounds * max(len(report.targets), 1), "round", label="  attack")
+        self.done += len(report.targets)
+        self.bar.update(self.done, matching=float(report.matching_loss.mean()))
+
+    def on_step(self, progress) -> None:
+        if self.bar is None:
+            self.bar = Progress(progress.steps, "step", label="  labels")
+        self.bar.update(progress.step, loss=progress.loss)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def run_grid(cells, datasets: dict, args: argparse.Namespace, *, results: Path, cache: Path, verb: str):
+    """Validate and run `cells` into the store at `results`; Ctrl-C keeps every finished cell (exit 130)."""
+    from unsplit_tf.store import ResultStore
+    from unsplit_tf.sweep import CellRunner, run_sweep
+
+    store = ResultStore(results)
+    progress = CellProgress()
+    runner = CellRunner(datasets, cache_dir=cache, on_epoch=progress.on_epoch, on_round=progress.on_round, on_step=progress.on_step)
+    command = f"unsplit-tf {verb} " + shlex.join(sys.argv[1:])
+    backend = {"backend": args.backend, **({"address": args.address} if getattr(args, "address", None) else {})} \
+        if hasattr(args, "backend") else {}
+    try:
+        outcome = run_sweep(cells, store, runner, datasets=datasets, command=command, on_event=progress.on_event, **backend)
+    except KeyboardInterrupt:
+        progress.close()
+        raise Interrupted(f"the finished cells are in {store.cells_dir}; run the same command again to resume") from None
+    if outcome.busy:
+        print(f"{len(outcome.busy)} cells are being computed by another sweep; run again later to collect them")
+    return store, outcome

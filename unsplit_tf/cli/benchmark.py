@@ -1,0 +1,87 @@
+"""Print the attacks' speed on this machine.
+
+    unsplit-tf benchmark                          # inversion at batch 1, 10, 100, then label inference
+    unsplit-tf benchmark --only inversion --rounds 20
+    unsplit-tf benchmark --only labels
+
+Inversion: image-steps per second of the alternating optimisation (MNIST net,
+depth 2, untrained: speed does not depend on the weights), after the first
+round, which pays for compilation; "auto" is what the attack chooses (XLA on
+GPU and for small CPU batches, a graph otherwise). Label inference: examples
+attacked per second against the authors' one-example loop, live (one call per
+training step) and on a recorded run (many steps per compiled call). The
+PyTorch column times the authors' loops in their framework when torch is
+installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
+
+from unsplit_tf.cli._common import CliError, main_of
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", choices=["inversion", "labels"], help="run one of the two benchmarks (default both)")
+    parser.add_argument("--rounds", type=int, default=10, help="timed inversion rounds of 200 steps per measurement (default 10)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100], help="inversion batch sizes (default 1 10 100)")
+    parser.add_argument("--examples", type=int, default=2048, help="label-inference examples per measurement (default 2048)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import tensorflow as tf
+
+    if args.rounds < 1 or args.examples < 1 or min(args.batches) < 1:
+        raise CliError("--rounds, --examples and --batches must be at least 1")
+    devices = ", ".join(device.name for device in tf.config.list_logical_devices())
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; TensorFlow {tf.__version__} on {devices}")
+    if args.only != "labels":
+        print_inversion_speeds(args)
+    if args.only != "inversion":
+        print_label_speeds(args)
+    return 0
+
+
+def print_inversion_speeds(args: argparse.Namespace) -> None:
+    from unsplit_tf.attacks.inversion import InversionConfig, uses_xla
+    from unsplit_tf.benchmarks import pytorch
+    from unsplit_tf.benchmarks.inversion import inversion_speed
+
+    print("inversion + stealing, MNIST net, depth 2 (image-steps per second):")
+    print(f"{'batch':>6s} {'auto':>10s} {'XLA':>10s} {'graph':>10s} {'PyTorch':>10s}   auto uses")
+    for batch in args.batches:
+        speeds = [inversion_speed(batch, args.rounds, jit) for jit in (None, True, False)]
+        torch_speed = pytorch.inversion_speed(batch, args.rounds) if pytorch.available() else None
+        chosen = "XLA" if uses_xla(InversionConfig(), batch) else "graph"
+        torch_text = f"{torch_speed:10,.0f}" if torch_speed else f"{'-':>10s}"
+        print(f"{batch:6d} " + " ".join(f"{speed:10,.0f}" for speed in speeds) + f" {torch_text}   {chosen}", flush=True)
+    if not pytorch.available():
+        print("(PyTorch column: pip install torch to time the authors' framework on the same loop)")
+
+
+def print_label_speeds(args: argparse.Namespace) -> None:
+    from unsplit_tf.benchmarks import labels, pytorch
+
+    report = labels.run(examples=args.examples, examples_per_call=args.examples)
+    torch_speed = pytorch.label_inference_speed() if pytorch.available() else None
+    print(f"label inference, head {report['head']}, {report['machine']} (examples attacked per second, clone step included):")
+    original = report["original_loop"]
+    name = "original loop, TF eager, 10 backward passes each"
+    print(f"  {name:55s} {original['examples_per_s']:10,.0f} {'':8s} accuracy {original['accuracy']:.1%}")
+    if torch_speed:
+        print(f"  {'original loop, PyTorch eager (the authors framework)':55s} {torch_speed:10,.0f}")
+    header = "speed-up vs TF eager" + (" / vs PyTorch" if torch_speed else "")
+    print(f"  {'':55s} {'':10s} {header}")
+    for name, row in report["attack"].items():
+        versus_torch = f" {row['examples_per_s'] / torch_speed:7,.0f}x" if torch_speed else ""
+        print(f"  {name:55s} {row['examples_per_s']:10,.0f} {row['speedup_vs_original']:7,.0f}x{versus_torch}  accuracy {row['accuracy']:.1%}")
+    print(f"  recorded: {report['examples_per_call']} examples per `steps` call (one compiled loop); online: one `step` call per training step")
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return main_of(sys.modules[__name__], argv, prog)

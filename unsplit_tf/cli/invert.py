@@ -1,0 +1,196 @@
+"""Model inversion + model stealing against a split model (UnSplit's data-oblivious attack).
+
+    unsplit-tf invert --dataset f_mnist --depth 2            # the strongest preset ("tuned")
+    unsplit-tf invert --dataset f_mnist --depth 2 --quick    # a one-minute demonstration
+    unsplit-tf invert --preset paper                         # the authors' defaults, exactly
+    unsplit-tf invert --dataset cifar --data-dir DIR --model my.keras --layer block1_pool
+
+Trains (or loads the cached) split model, lets the server observe the
+cut-layer activations of the first test image of each class, runs the attack
+and writes to --out: grid.png (originals above reconstructions), losses.png,
+metrics.json (the run record), reconstructions.npz and the stolen clone,
+clone.keras. The summary line says whether the attack beat the dataset's
+mean image (lower MSE and higher SSIM). Ctrl-C stops the attack, scores and
+writes the targets that finished, and exits with code 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
+
+from unsplit_tf import defaults
+from unsplit_tf.attacks.inversion import MODES, PRESETS, RoundReport, preset
+from unsplit_tf.cli._common import (
+    CliError,
+    Interrupted,
+    add_data_flags,
+    add_training_flags,
+    cache_folder,
+    finite_float,
+    load_data,
+    main_of,
+    train_config,
+)
+from unsplit_tf.cli._model import load_user_model
+from unsplit_tf.cli._outputs import run_folder, writable_folder
+from unsplit_tf.cli._progress import Progress, Scalars
+from unsplit_tf.data import canonical_name
+
+# Flags that set one field of the preset's InversionConfig, named as in the authors' code.
+CONFIG_FLAGS = {
+    "main_iters": int,
+    "input_iters": int,
+    "model_iters": int,
+    "lambda_tv": finite_float,
+    "lambda_l2": finite_float,
+    "input_lr": finite_float,
+    "model_lr": finite_float,
+    "patience": int,
+}
+QUICK = {"main_iters": 20}
+MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_flags(parser)
+    add_training_flags(parser, epochs_default=str(defaults.EPOCHS))
+    parser.add_argument("--depth", type=int, help=f"split depth, the paper's 0-based layer count (default {defaults.DEPTH})")
+    parser.add_argument("--preset", default=defaults.PRESET, choices=list(PRESETS),
+                        help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; paper: the authors' exactly)")
+    for name, kind in CONFIG_FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"set the preset's {name}")
+    parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
+    parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
+    parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
+    parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
+    parser.add_argument("--targets", type=int, default=defaults.TARGETS,
+                        help=f"test images to attack, taken class by class (default {defaults.TARGETS})")
+    parser.add_argument("--quick", action="store_true", help=f"a one-minute demonstration: {QUICK['main_iters']} rounds")
+    parser.add_argument("--model", type=Path, metavar="FILE", help="attack your own saved model (.keras, loaded in safe mode) instead")
+    parser.add_argument("--layer", help="with --model: the name of the client's last layer (or use --depth)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/invert_<dataset>_<cut>_<preset>, numbered if taken)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write the matching loss per round as TensorBoard scalars")
+
+
+def attack_config(args: argparse.Namespace):
+    """The preset with every flag the user gave applied on top (validated by the config: ValueError)."""
+    changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
+    if args.quick:
+        changes = {**QUICK, **changes}
+    if args.lr is not None:
+        changes.setdefault("input_lr", args.lr)
+        changes.setdefault("model_lr", args.lr)
+    if args.box:
+        changes["box"] = tuple(args.box)
+    if args.no_box:
+        changes["box"] = None
+    if args.mode:
+        changes["mode"] = args.mode
+    return preset(args.preset).replace(seed=args.seed, **changes)
+
+
+def check_flags(args: argparse.Namespace) -> None:
+    if args.layer and not args.model:
+        raise CliError("--layer needs --model; the reference nets are cut with --depth")
+    if args.layer and args.depth is not None:
+        raise CliError("give --layer or --depth, not both")
+    if args.targets < 1:
+        raise CliError(f"--targets must be at least 1, got {args.targets}")
+    if args.box and args.no_box:
+        raise CliError("give --box or --no-box, not both")
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    cut = args.layer or f"depth{defaults.DEPTH if args.depth is None else args.depth}"
+    return Path("runs") / f"invert_{canonical_name(args.dataset)}_{cut}_{args.preset}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from unsplit_tf.records import ModelSource
+    from unsplit_tf.runs import VictimSpec, run_inversion
+    from unsplit_tf.split import split_model
+
+    check_flags(args)
+    config = attack_config(args)
+    training = train_config(args, epochs=defaults.EPOCHS)
+    out = run_folder(args.out, default_out(args), marker=MARKER, overwrite=args.overwrite)
+    board = writable_folder(args.tensorboard, "--tensorboard") if args.tensorboard else None
+    cache = None if args.model else cache_folder(args)
+    data = load_data(args)
+    if args.targets > len(data.x_test):
+        raise CliError(f"--targets {args.targets} is more than the {len(data.x_test)} test images of {data.name}")
+    depth = defaults.DEPTH if args.depth is None else args.depth
+    if args.model:
+        model = load_user_model(args.model, data)
+        victim = split_model(model, layer=args.layer) if args.layer else split_model(model, depth=depth)
+        source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
+    else:
+        victim, source = VictimSpec(depth=depth, training=training), None
+    print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets, "
+          f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
+
+    training_bar = Progress(training.epochs, "epoch", label="training")
+    attack_bar = Progress(args.targets * config.main_iters, "round", label="attack")
+    scalars, rounds = Scalars(board), [0]
+
+    def on_round(report: RoundReport) -> None:
+        rounds[0] += len(report.targets)
+        matching = float(report.matching_loss.mean())
+        attack_bar.update(rounds[0], matching=matching)
+        scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
+
+    try:
+        outcome = run_inversion(data, config, victim=victim, preset=args.preset, targets=args.targets, model_source=source,
+                                cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
+                                on_round=on_round)
+    finally:
+        training_bar.close()
+        attack_bar.close()
+        scalars.close()
+    write_outputs(out, outcome, data)
+    record = outcome.run
+    print(record.summary())
+    print(f"wrote {out}{os.sep}: grid.png, losses.png, metrics.json, reconstructions.npz, clone.keras")
+    if record.interrupted:
+        attacked = record.headline.reconstruction.n
+        raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
+                          f"the scores above and {out / MARKER} cover those only")
+    return 0
+
+
+def write_outputs(out: Path, outcome, data) -> None:
+    """The run's files; metrics.json last (atomically), so a folder holding it holds a finished run."""
+    import numpy as np
+
+    from unsplit_tf.plots import curves, reconstruction_grid, save_figure
+
+    record, result = outcome.run, outcome.result
+    head = record.headline
+    out.mkdir(parents=True, exist_ok=True)
+    indices = np.asarray(head.targets.indices, np.int64)
+    originals, recovered = data.x_test[indices], result.reconstructions  # the scored targets only
+    np.savez_compressed(out / "reconstructions.npz", originals=originals, reconstructions=recovered, test_indices=indices)
+    result.clone.save(out / "clone.keras")
+    title = (f"{data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), {record.attack.preset} preset: "
+             f"mean MSE {head.reconstruction.mean_mse:.3f}")
+    shown = recovered if head.minmax_normalised else np.clip(recovered, 0, 1)
+    figure = reconstruction_grid(originals, shown, labels=list(head.targets.classes), scores=head.reconstruction.mse, title=title)
+    save_figure(figure, out / "grid.png")
+    histories = [history for history in result.matching_loss if len(history)]
+    series = {f"{label} ({i})": history for i, (label, history) in enumerate(zip(head.targets.classes, histories))}
+    save_figure(curves(series, xlabel="round", ylabel="MSE(clone(x_hat), z)", logy=True, title="activation matching"), out / "losses.png")
+    partial = out / f".{MARKER}.partial"
+    partial.write_text(json.dumps(record.to_dict(), indent=2, allow_nan=False))
+    partial.replace(out / MARKER)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return main_of(sys.modules[__name__], argv, prog)

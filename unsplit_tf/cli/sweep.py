@@ -1,0 +1,121 @@
+"""A resumable grid of runs: datasets x depths x attacks x defenses x seeds, one stored record per cell.
+
+    unsplit-tf sweep                                         # Fashion-MNIST, the paper's depths
+    unsplit-tf sweep --datasets f_mnist mnist --data-dir mnist=DIR
+    unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
+    unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
+
+For each dataset and depth (the paper's: 1..6 for the MNIST net, 1..8 for the
+CIFAR net) the split model is trained once (cached) and every --attack
+PRESET:MODE attacks the first test image of each class; one label-inference
+cell per dataset follows. The whole grid is checked before anything runs.
+Each finished cell is written to RESULTS/cells/ at once; running the same
+command again skips the finished cells, so an interrupted sweep (Ctrl-C,
+exit code 130) resumes where it stopped. Then: unsplit-tf report
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
+
+from unsplit_tf import defaults
+from unsplit_tf.attacks.inversion import MODES, PRESETS
+from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of
+from unsplit_tf.cli._outputs import writable_folder
+from unsplit_tf.data import DATASET_NAMES, canonical_name
+
+DEFAULT_ATTACKS = ("paper:sequential", f"{defaults.PRESET}:{defaults.MODE}")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from unsplit_tf.sweep import DEFAULT_BUDGET
+
+    parser.add_argument("--datasets", nargs="+", default=["f_mnist"], help=f"any of {', '.join(DATASET_NAMES)} (default f_mnist)")
+    parser.add_argument("--data-dir", action="append", default=[], metavar="[NAME=]DIR",
+                        help="where a dataset's files are: NAME=DIR for one dataset, DIR for all; repeatable")
+    parser.add_argument("--depths", type=int, nargs="+", help="split depths (default: the paper's for each dataset)")
+    parser.add_argument("--attack", action="append", metavar="PRESET:MODE",
+                        help=f"preset ({', '.join(PRESETS)}) and mode ({', '.join(MODES)}); repeatable (default {' and '.join(DEFAULT_ATTACKS)})")
+    parser.add_argument("--defense", action="append", metavar="NAME[:STRENGTH]",
+                        help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
+    parser.add_argument("--budget", default=str(DEFAULT_BUDGET.tag), help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag})")
+    parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
+    parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
+    parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
+    parser.add_argument("--label-samples", type=int, default=defaults.LABEL_SAMPLES, help=f"training examples for label inference; 0 skips it (default {defaults.LABEL_SAMPLES})")
+    parser.add_argument("--label-batch-size", type=int, default=defaults.LABEL_BATCH_SIZE, help=f"batch size of the label run (default {defaults.LABEL_BATCH_SIZE})")
+    parser.add_argument("--label-depth", type=int, default=defaults.LABEL_DEPTH, help=f"depth of the client's bottom part in the label run (default {defaults.LABEL_DEPTH})")
+    parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results folder (default results/)")
+    parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="where trained models are cached (default $UNSPLIT_TF_CACHE or ~/.cache/unsplit_tf)")
+    parser.add_argument("--backend", choices=("serial", "ray"), default="serial", help="run cells in this process (default) or as Ray tasks")
+    parser.add_argument("--address", help="with --backend ray: the address of a running Ray cluster (default: start a local one)")
+
+
+def parse_attack(text: str) -> tuple[str, str]:
+    name, _, mode = text.partition(":")
+    if name not in PRESETS or mode not in MODES:
+        raise CliError(f"--attack {text!r}: write PRESET:MODE with PRESET in {', '.join(PRESETS)} and MODE in {', '.join(MODES)}")
+    return name, mode
+
+
+def parse_defense(text: str, flag: str = "--defense"):
+    """NAME or NAME:STRENGTH as a DefenseSetting (checked against the registry)."""
+    from unsplit_tf.defenses import check_defense
+    from unsplit_tf.records import DefenseSetting
+
+    name, separator, strength = text.partition(":")
+    try:
+        setting = DefenseSetting(name, finite_float(strength) if separator else None)
+        return check_defense(setting)
+    except (ValueError, argparse.ArgumentTypeError) as error:
+        raise CliError(f"{flag} {text!r}: {error}") from None
+
+
+def data_dirs(values: list[str]) -> dict[str | None, str]:
+    """{dataset: path} from NAME=DIR entries; a plain DIR is stored under None (every dataset)."""
+    dirs: dict[str | None, str] = {}
+    for value in values:
+        name, separator, path = value.partition("=")
+        if separator and name in DATASET_NAMES + ("fashion_mnist", "cifar10"):
+            dirs[canonical_name(name)] = path
+        else:
+            dirs[None] = value
+    return dirs
+
+
+def run(args: argparse.Namespace) -> int:
+    from unsplit_tf.records import NO_DEFENSE, fingerprint
+    from unsplit_tf.sweep import Budget, LabelCell, inversion_cells
+    from unsplit_tf.models import paper_depths
+
+    names = list(dict.fromkeys(canonical_name(name) for name in args.datasets))
+    attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
+    defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
+    budget = Budget.parse(args.budget)
+    if args.targets < 1 or args.label_samples < 0:
+        raise CliError("--targets must be at least 1 and --label-samples 0 or more")
+    results = writable_folder(args.results, "--results")
+    cache = cache_folder(args)
+    dirs = data_dirs(args.data_dir)
+    datasets = {name: load_data(argparse.Namespace(dataset=name, data_dir=dirs.get(name, dirs.get(None)))) for name in names}
+    cells = []
+    for name, data in datasets.items():
+        depths = args.depths or list(paper_depths(name))
+        cells += inversion_cells(data, depths, attacks, defenses=defenses, seeds=args.seeds, budget=budget,
+                                 epochs=args.epochs, targets=args.targets)
+        if args.label_samples:
+            cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
+                                batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
+    from unsplit_tf.cli._grid import run_grid
+
+    store, _ = run_grid(cells, datasets, args, results=results, cache=cache, verb="sweep")
+    print(f"all {len(cells)} cells are in {store.cells_dir}; now: unsplit-tf report --results {args.results}")
+    return 0
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    return main_of(sys.modules[__name__], argv, prog)
