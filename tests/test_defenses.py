@@ -1,28 +1,33 @@
 """Defenses at the cut: each does what it says, composes with any functional model, and plugs into training."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from keras import layers
 
-from unsplit_tf.defense_report import defense_report, write_defense_figures
 from unsplit_tf.defenses import (
+    ACTIVATIONS,
+    GRADIENTS,
     ActivationNoise,
     GradientClipping,
     GradientNoise,
     LabelSubspaceNoise,
     MaxNormNoise,
     NoPeek,
+    check_defense,
+    default_settings,
+    defenses_of,
     distance_correlation,
+    make_defense,
+    named_defense,
     split_u_shaped_with_defense,
     split_with_defense,
     with_defense,
 )
 from models_for_tests import residual_model
 
+from unsplit_tf.records import DefenseSetting
 from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, cross_entropy
 from unsplit_tf.split import split_model
 
@@ -283,54 +288,31 @@ def test_a_label_defense_at_the_head_perturbs_the_wire_not_the_heads_own_gradien
     np.testing.assert_allclose(record.head_kernel_gradient.numpy(), true_kernel_grad.numpy(), rtol=1e-4, atol=1e-7)
 
 
-# ---------------------------------------------------------------- the report
+# ---------------------------------------------------------------- the registry
 
 
-def fake_record(side, defense, strength, accuracy, attack):
-    record = {"key": f"{side}-{defense}-{strength}", "side": side, "defense": defense, "strength": strength,
-              "strength_meaning": None if strength is None else "how strong", "test_accuracy": accuracy,
-              "dataset": "f_mnist", "data_source": "test", "depth": 2, "cut_layer": "pool1", "seconds": 1.0,
-              "training": {"epochs": 2, "batch_size": 64, "seed": 0, "attacked_steps": 8}}
-    if side == "inversion":
-        record.update(
-            targets={"test_indices": [0, 1], "labels": ["a", "b"]},
-            attack={"preset": "tuned", "main_iters": 100, "input_iters": 100, "model_iters": 100, "mode": "batched"},
-            reconstruction={"mean_mse": attack, "mean_ssim": 1 - attack, "mse": [attack, attack]},
-            either_polarity={"mean_mse": attack, "mean_ssim": 1 - attack},
-            baselines={"constant_0.5": {"mean_mse": 0.18, "mean_ssim": 0.06}, "dataset_mean": {"mean_mse": 0.09, "mean_ssim": 0.1}},
-            stolen_clone={"clone_accuracy": 1 - attack}, clone_before_attack={"clone_accuracy": 0.1}, distance_correlation=0.9,
-        )
-    else:
-        scores = [{"name": f"activation_gradient/{m}", "method": m, "accuracy": attack, "relabelled_accuracy": attack,
-                   "auc": 0.5, "chance": 0.12}
-                  for m in ("gradient_matching", "direction_scoring")]
-        record.update(labels=scores + [{"name": "activation_gradient/norm_scoring", "accuracy": None, "auc": 0.5, "chance": 0.12}],
-                      attacked_samples=512, known_per_class=1, gradient_norm_median=0.02)
-    return record
+def test_every_named_defense_builds_its_layer_at_each_default_strength():
+    model = dense_net()
+    for setting in default_settings():
+        layer = make_defense(setting, model, seed=0)
+        assert layer.name == "defense"
+        one = named_defense(setting.name)
+        assert isinstance(layer, {"gaussian_noise": ActivationNoise, "laplace_noise": ActivationNoise, "nopeek": NoPeek,
+                                  "gradient_clipping": GradientClipping, "gradient_noise": GradientNoise,
+                                  "label_subspace_noise": LabelSubspaceNoise, "max_norm_noise": MaxNormNoise}[one.name])
+    assert set(defenses_of(ACTIVATIONS)) == {"gaussian_noise", "laplace_noise", "nopeek"}
+    assert set(defenses_of(GRADIENTS)) == {"gradient_clipping", "gradient_noise", "label_subspace_noise", "max_norm_noise"}
 
 
-def test_the_report_tabulates_every_run_and_draws_the_tradeoffs(tmp_path):
-    runs = [("inversion", "none", None, 0.86, 0.02), ("inversion", "gaussian_noise", 1.0, 0.80, 0.1),
-            ("inversion", "gaussian_noise", 0.5, 0.84, 0.05), ("labels", "none", None, 0.85, 1.0),
-            ("labels", "gradient_noise", 2.0, 0.8, 0.3)]
-    for run in runs:
-        (tmp_path / f"{run[0]}-{run[1]}-{run[2]}.json").write_text(json.dumps(fake_record(*run)))
-    written = write_defense_figures(tmp_path)
-    assert sorted(path.name for path in written) == ["privacy_utility_inversion.png", "privacy_utility_labels.png"]
-    text = defense_report(tmp_path, relative_to=tmp_path.parent)
-    assert f"({tmp_path.name}/privacy_utility_inversion.png)" in text
-    rows = [line for line in text.splitlines() if line.startswith("| gaussian noise")]
-    assert [row.split(" | ")[1] for row in rows] == ["0.5", "1"]  # ordered by strength
-    assert "| gradient noise | 2 | 80.0 % | 30.0 % | 30.0 % | 30.0 % | 0.500 |" in text
-    (tmp_path / "empty").mkdir()
-    assert "No finished runs" in defense_report(tmp_path / "empty")
-    with pytest.raises(ValueError, match="run scripts/defend.py first"):
-        defense_report(tmp_path / "missing")
-
-
-def test_the_report_refuses_runs_from_different_settings(tmp_path):
-    for depth in (2, 3):
-        record = {**fake_record("inversion", "none", None, 0.86, 0.02), "depth": depth, "key": f"none-d{depth}"}
-        (tmp_path / f"d{depth}.json").write_text(json.dumps(record))
-    with pytest.raises(ValueError, match="2 different settings.*one setting per folder"):
-        defense_report(tmp_path)
+def test_a_defense_setting_is_checked_with_a_message_that_says_what_to_give():
+    assert check_defense(DefenseSetting()) == DefenseSetting()
+    with pytest.raises(ValueError, match="unknown defense 'noise'; choose one of gaussian_noise"):
+        check_defense(DefenseSetting("noise", 1.0))
+    with pytest.raises(ValueError, match=r"gradient_clipping needs a strength \(largest"):
+        check_defense(DefenseSetting("gradient_clipping"))
+    with pytest.raises(ValueError, match="max_norm_noise has no strength"):
+        check_defense(DefenseSetting("max_norm_noise", 1.0))
+    with pytest.raises(ValueError, match="nopeek protects the activations, not the gradients"):
+        check_defense(DefenseSetting("nopeek", 1.0), GRADIENTS)
+    with pytest.raises(ValueError, match="'none' takes no strength"):
+        check_defense(DefenseSetting("none", 1.0))

@@ -13,10 +13,12 @@ from pathlib import Path
 from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
 from unsplit_tf.reporting import figures, tables
 from unsplit_tf.reporting.grouping import (
+    DATASET_TITLES,
     DefenseGroup,
     Series,
     defense_groups,
     inversion_series,
+    title_of,
     undefended_label_runs,
 )
 from unsplit_tf.reporting.reference import reference_figures
@@ -40,7 +42,7 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
     series_by_dataset = inversion_series(runs)
     labels_by_dataset = undefended_label_runs(runs)
     inversion_groups, label_groups = defense_groups(runs)
-    order = list(figures.DATASET_TITLES)
+    order = list(DATASET_TITLES)
     datasets = sorted(set(series_by_dataset) | set(labels_by_dataset), key=lambda name: (name not in order, order.index(name)
                                                                                          if name in order else 0, name))
     parts = [
@@ -80,7 +82,7 @@ def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
             if depth not in best or run.headline.reconstruction.mean_mse < best[depth].headline.reconstruction.mean_mse:
                 best[depth] = run
     leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
-    title = figures.title_of(dataset)
+    title = title_of(dataset)
     mean_mse = next(iter(best.values())).headline.baselines.dataset_mean.mean_mse
     if not leaking:
         return (f"On {title}, the data-oblivious attack (a server that knows only the client's architecture and sees what "
@@ -106,7 +108,7 @@ def _label_summary(dataset: str, runs: Sequence[LabelRun]) -> str:
         return ""
     top = max(real, key=lambda m: m.accuracy)
     return (f"From the gradients a real server receives it infers {tables.percent(top.accuracy)} of the "
-            f"{figures.title_of(dataset)} training labels it sees ({top.id.replace('_', ' ')}; chance "
+            f"{title_of(dataset)} training labels it sees ({top.id.replace('_', ' ')}; chance "
             f"{tables.percent(top.chance)}).")
 
 
@@ -203,7 +205,7 @@ def _model_lines(series: Sequence[Series]) -> list[str]:
 def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelRun], out: Path) -> str:
     from unsplit_tf.plots import save_figure
 
-    title = figures.title_of(dataset)
+    title = title_of(dataset)
     lines = [f"## {title}"]
     if series:
         data = series[0].runs[0].data
@@ -245,7 +247,7 @@ def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Seq
         grey, mean = head.baselines.constant_grey, head.baselines.dataset_mean
         lines.append(f"### Inversion and model stealing against defended activations ({group.title})")
         lines.append(
-            f"{figures.title_of(first.data.name)} ({first.data.source}), two-party split at depth {first.victim.depth} "
+            f"{title_of(first.data.name)} ({first.data.source}), two-party split at depth {first.victim.depth} "
             f"(cut after `{first.victim.cut_layer}`), each model trained from the same initial weights"
             + (f" for {training.epochs} epochs (batch {training.batch_size}, seed {training.seed})" if training else "")
             + f" with the defense at the cut, then attacked on all {len(head.targets.indices)} targets as the defended client "
@@ -271,7 +273,7 @@ def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Seq
         chance = first.methods[0].chance
         lines.append(f"### Label inference against defended gradients ({group.title})")
         lines.append(
-            f"{figures.title_of(first.data.name)}, U-shaped split at depth {first.victim.depth} (the client keeps the "
+            f"{title_of(first.data.name)}, U-shaped split at depth {first.victim.depth} (the client keeps the "
             f"bottom and the output layer, with the labels), trained from scratch on {training.samples:,} images for "
             f"{training.epochs} epochs at batch {training.batch_size} with the defense at the input of the client's head, "
             "so it perturbs the dL/da the server receives while the head's own weights get the true gradient. The server "
@@ -287,7 +289,7 @@ def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Seq
 
 def _comparison_section(series: list[Series]) -> str:
     reference = reference_figures()
-    title = f"## {figures.title_of(reference.dataset)}: this port beside the authors' code"
+    title = f"## {title_of(reference.dataset)}: this port beside the authors' code"
     table = tables.comparison_table(series)
     if table is None:
         budget = reference.budget.replace("(", "").replace(")", "")

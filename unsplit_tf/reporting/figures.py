@@ -8,16 +8,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
-from unsplit_tf.reporting.grouping import MODE_ORDER, DefenseGroup, Series, varying_fields
+from unsplit_tf.reporting.grouping import MODE_ORDER, DefenseGroup, Series, title_of, varying_fields
 from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.reporting.tables import BASELINE_TITLES, GROUPING_METHOD, LABEL_COLUMNS, comparison_series, defense_name
 
-DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-10"}
 REFERENCE_PREFIXES = ("guess:", "split model:", "authors' code:")  # drawn dashed: references, not this run's attacks
-
-
-def title_of(dataset: str) -> str:
-    return DATASET_TITLES.get(dataset, dataset)
 
 
 def depth_curves(series: Sequence[Series]):

@@ -9,8 +9,14 @@ from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
 from unsplit_tf.runs import INVERSION_FAMILIES
 
+DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-10"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
+
+
+def title_of(dataset: str) -> str:
+    """A dataset's name for people."""
+    return DATASET_TITLES.get(dataset, dataset)
 
 
 @dataclass(frozen=True, order=True)
@@ -145,8 +151,8 @@ def defense_groups(runs: Sequence[InversionRun | LabelRun]) -> tuple[list[Defens
         return [DefenseGroup(title(key), tuple(sorted(members, key=_defense_order))) for key, members in sorted(found.items())
                 if any(member.victim.defense != NO_DEFENSE for member in members)]
 
-    return (groups(inversion, lambda key: f"{key[0].dataset}, depth {key[1]}, {key[0].attack_label}"),
-            groups(labels, lambda key: f"{key.dataset}, depth {key.depth}, batch {key.batch_size}"))
+    return (groups(inversion, lambda key: f"{title_of(key[0].dataset)}, depth {key[1]}, {key[0].attack_label}"),
+            groups(labels, lambda key: f"{title_of(key.dataset)}, depth {key.depth}, batch {key.batch_size}"))
 
 
 def undefended_label_runs(runs: Sequence[InversionRun | LabelRun]) -> dict[str, list[LabelRun]]:
