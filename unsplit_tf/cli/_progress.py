@@ -21,7 +21,7 @@ class Progress:
         self.stream = stream or sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.lines, self.written, self.done = lines, 0, 0
-        self.started = time.perf_counter()
+        self._first: tuple[float, int] | None = None  # (time, units done) of the first update: the clock starts there
         self._width = 0
 
     def update(self, done: int, **values: float) -> None:
@@ -45,8 +45,11 @@ class Progress:
             self.stream.flush()
 
     def _text(self, values: dict[str, float]) -> str:
-        elapsed = time.perf_counter() - self.started
-        left = elapsed / self.done * (self.total - self.done) if self.done else 0.0
+        now = time.perf_counter()
+        if self._first is None:
+            self._first = (now, 0 if self.done == 1 else self.done)
+        elapsed, counted = now - self._first[0], self.done - self._first[1]
+        left = elapsed / counted * (self.total - self.done) if counted > 0 else 0.0
         shown = "".join(f" {name} {_number(value)}" for name, value in values.items())
         head = f"{self.label}: " if self.label else ""
         return f"{head}{self.done}/{self.total} {self.unit}s ({self.done / self.total:4.0%}) {elapsed:.0f}s, ~{left:.0f}s left{shown}"
