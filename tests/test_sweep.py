@@ -188,7 +188,7 @@ def test_the_real_runner_stores_typed_records_and_images_the_report_reads(tmp_pa
     data = tiny_dataset()
     store = ResultStore(tmp_path / "results")
     cells = inversion_cells(data, [2], [("tuned", "batched")], budget=TINY_BUDGET, epochs=1, targets=2)
-    cells.append(LabelCell("f_mnist", fingerprint(data), 2, samples=12, batch_size=1))
+    cells.append(LabelCell("f_mnist", fingerprint(data), 2, samples=12, batch_size=4))
     runner = CellRunner({"f_mnist": data}, cache_dir=tmp_path / "models")
     runs = run_sweep(cells, store, runner, command="pytest").runs
 

@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from unsplit_tf import defaults
+from unsplit_tf._validation import at_least
 from unsplit_tf.attacks.inversion import InversionConfig, InversionResult, RoundReport, invert
 from unsplit_tf.attacks.labels import (  # the label attacks, in one place
     DirectionScoring,
@@ -103,8 +104,8 @@ class VictimSpec:
         if (self.depth is None) == (self.layer is None):
             raise ValueError("give exactly one of depth= or layer= to say where the client ends")
         check_defense(self.defense, ACTIVATIONS)
-        if self.train_samples is not None and self.train_samples < 1:
-            raise ValueError(f"train_samples must be at least 1 (or None for all), got {self.train_samples}")
+        if self.train_samples is not None:
+            at_least("train_samples (or None for all)", self.train_samples, 1)
 
 
 @dataclass(frozen=True)
@@ -158,8 +159,7 @@ def _given(split: Split, model: ModelSource | None) -> _Deployed:
 
 
 def _check_targets(data: Dataset, targets: int) -> np.ndarray:
-    if targets < 1:
-        raise ValueError(f"targets must be at least 1, got {targets}")
+    at_least("targets", targets, 1)
     if targets > len(data.x_test):
         raise ValueError(f"targets {targets} is more than the {len(data.x_test)} test images of {data.name}")
     return indices_by_class(data.y_test, targets)
@@ -371,9 +371,9 @@ def run_label_inference(
     """
     check_defense(defense, GRADIENTS)
     chosen_methods = _label_methods(methods)
-    if samples < 1 or batch_size < 1 or epochs < 1 or known_per_class < 0:
-        raise ValueError(f"samples, batch_size and epochs must be at least 1 and known_per_class 0 or more, got "
-                         f"{samples}, {batch_size}, {epochs} and {known_per_class}")
+    for name, value, least in (("samples", samples, 1), ("batch_size", batch_size, 1), ("epochs", epochs, 1),
+                               ("known_per_class", known_per_class, 0), ("depth", depth, 0)):
+        at_least(name, value, least)
     size = samples if train_samples == -1 else len(data.x_train) if train_samples is None else train_samples
     if not samples <= size <= len(data.x_train):
         raise ValueError(f"samples {samples} and train_samples {size} must satisfy samples <= train_samples <= "

@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import keras
 
 from unsplit_tf import defaults
+from unsplit_tf._validation import at_least
 from unsplit_tf.attacks.inversion import MODES, preset
 from unsplit_tf.data import Dataset
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
@@ -52,8 +53,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         for name in ("main_iters", "input_iters", "model_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"budget {name} must be at least 1, got {getattr(self, name)}")
+            at_least(f"budget {name}", getattr(self, name), 1)
 
     @classmethod
     def parse(cls, text: str) -> Budget:
@@ -127,11 +127,10 @@ class InversionCell:
         check_defense(self.defense, ACTIVATIONS)
         _check_model(self.model, self.model_sha256, self.defense)
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)  # its checks
-        for name, least in (("depth", 1), ("epochs", 1), ("targets", 1), ("aux", 0)):
-            if getattr(self, name) < least:
-                raise ValueError(f"cell {name} must be at least {least}, got {getattr(self, name)}")
-        if self.train_samples is not None and self.train_samples < 1:
-            raise ValueError(f"train_samples must be at least 1 (or None for all), got {self.train_samples}")
+        for name, least in (("depth", 1), ("epochs", 1), ("targets", 1), ("aux", 0), ("seed", 0)):
+            at_least(f"cell {name}", getattr(self, name), least)
+        if self.train_samples is not None:
+            at_least("cell train_samples (or None for all)", self.train_samples, 1)
 
     @property
     def key(self) -> str:
@@ -171,9 +170,11 @@ class LabelCell:
         check_defense(self.defense, GRADIENTS)
         if self.methods not in LABEL_METHOD_SETS:
             raise ValueError(f"unknown label method set {self.methods!r}; choose one of {', '.join(LABEL_METHOD_SETS)}")
-        for name, least in (("depth", 1), ("samples", 1), ("batch_size", 1), ("epochs", 1), ("known_per_class", 0)):
-            if getattr(self, name) < least:
-                raise ValueError(f"cell {name} must be at least {least}, got {getattr(self, name)}")
+        for name, least in (("depth", 1), ("samples", 1), ("batch_size", 1), ("epochs", 1), ("known_per_class", 0),
+                            ("seed", 0)):
+            at_least(f"cell {name}", getattr(self, name), least)
+        if self.train_samples is not None and self.train_samples != _TRAIN_ON_OBSERVED:
+            at_least("cell train_samples", self.train_samples, 1)
         if self.train_samples is not None and self.train_samples != _TRAIN_ON_OBSERVED and self.train_samples < self.samples:
             raise ValueError(f"train_samples {self.train_samples} must be at least samples {self.samples} "
                              "(or -1: the observed ones only, None: all)")

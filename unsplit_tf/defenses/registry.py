@@ -20,6 +20,7 @@ from unsplit_tf.defenses.layers import (
     MaxNormNoise,
     NoPeek,
 )
+from unsplit_tf._validation import positive
 from unsplit_tf.records import NO_DEFENSE, DefenseSetting
 
 ACTIVATIONS = "activations"
@@ -91,6 +92,8 @@ def check_defense(setting: DefenseSetting, protects: str | None = None) -> Defen
         raise ValueError(f"{one.name} has no strength, got {setting.strength}; give it without one")
     if one.strength_meaning is not None and setting.strength is None:
         raise ValueError(f"{one.name} needs a strength ({one.strength_meaning}), e.g. {one.default_strengths[0]}")
+    if setting.strength is not None:
+        positive(f"the strength of {one.name}", setting.strength)
     return setting
 
 
