@@ -10,7 +10,7 @@ from models_for_tests import residual_model
 from unsplit_tf.attacks.inversion import preset
 from unsplit_tf.data import Dataset
 from unsplit_tf.protocol import TrainConfig
-from unsplit_tf.records import DefenseSetting, InversionRun, LabelRun, ModelSource, run_from_dict
+from unsplit_tf.records import DefenseSetting, LabelRun, ModelSource, run_from_dict
 from unsplit_tf.runs import VictimSpec, run_inversion, run_label_inference
 from unsplit_tf.split import split_model
 

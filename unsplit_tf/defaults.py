@@ -24,6 +24,8 @@ LABEL_SAMPLES = 100
 """Training examples the label attacks observe."""
 LABEL_BATCH_SIZE = 1
 """Batch size of a label-inference run (1, as the authors' demo)."""
+LABEL_EPOCHS = 1
+"""Label runs train one epoch by default: the labels are inferred during the first steps, as in the authors' demo."""
 KNOWN_PER_CLASS = 1
 """Labels of the first K examples of each class the server is told (side knowledge to name classes)."""
 

@@ -76,6 +76,8 @@ INVERSION_FAMILIES: dict[str, type] = {"unsplit": InversionConfig}
 """Attack family -> its config type. An auxiliary-data family adds its entry and a branch in `_attack`."""
 
 CLASS_TARGETS = "class_targets"
+TRAIN_ON_OBSERVED = -1
+"""`train_samples` of a label run that trains on the observed examples only (the authors' demo)."""
 
 EpochCallback = Callable[[int, float], None]
 
@@ -346,8 +348,8 @@ def run_label_inference(
     depth: int = defaults.LABEL_DEPTH,
     samples: int = defaults.LABEL_SAMPLES,
     batch_size: int = defaults.LABEL_BATCH_SIZE,
-    epochs: int = 1,
-    train_samples: int | None = -1,
+    epochs: int = defaults.LABEL_EPOCHS,
+    train_samples: int | None = TRAIN_ON_OBSERVED,
     seed: int = defaults.SEED,
     defense: DefenseSetting = NO_DEFENSE,
     methods: str | Sequence[str] = "all",
@@ -374,7 +376,7 @@ def run_label_inference(
     for name, value, least in (("samples", samples, 1), ("batch_size", batch_size, 1), ("epochs", epochs, 1),
                                ("known_per_class", known_per_class, 0), ("depth", depth, 0)):
         at_least(name, value, least)
-    size = samples if train_samples == -1 else len(data.x_train) if train_samples is None else train_samples
+    size = samples if train_samples == TRAIN_ON_OBSERVED else len(data.x_train) if train_samples is None else train_samples
     if not samples <= size <= len(data.x_train):
         raise ValueError(f"samples {samples} and train_samples {size} must satisfy samples <= train_samples <= "
                          f"{len(data.x_train)} (the training images of {data.name})")

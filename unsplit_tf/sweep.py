@@ -33,7 +33,14 @@ from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_s
 from unsplit_tf.models import reference_net
 from unsplit_tf.protocol import TrainConfig
 from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource, fingerprint
-from unsplit_tf.runs import INVERSION_FAMILIES, LABEL_METHOD_SETS, VictimSpec, run_inversion, run_label_inference
+from unsplit_tf.runs import (
+    INVERSION_FAMILIES,
+    LABEL_METHOD_SETS,
+    TRAIN_ON_OBSERVED,
+    VictimSpec,
+    run_inversion,
+    run_label_inference,
+)
 from unsplit_tf.split import split_model, split_u_shaped
 from unsplit_tf.store import ResultStore
 
@@ -146,9 +153,6 @@ class InversionCell:
         return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}"
 
 
-_TRAIN_ON_OBSERVED = -1
-
-
 @dataclass(frozen=True)
 class LabelCell:
     """Label inference while a fresh reference net trains U-shaped, observing its first `samples` examples."""
@@ -161,8 +165,8 @@ class LabelCell:
     methods: str = "all"  # a name of `runs.LABEL_METHOD_SETS`
     samples: int = defaults.LABEL_SAMPLES
     batch_size: int = defaults.LABEL_BATCH_SIZE
-    epochs: int = 1
-    train_samples: int | None = _TRAIN_ON_OBSERVED  # -1: the observed examples only; None: all
+    epochs: int = defaults.LABEL_EPOCHS
+    train_samples: int | None = TRAIN_ON_OBSERVED  # -1: the observed examples only; None: all
     known_per_class: int = defaults.KNOWN_PER_CLASS
     seed: int = defaults.SEED
 
@@ -173,15 +177,15 @@ class LabelCell:
         for name, least in (("depth", 1), ("samples", 1), ("batch_size", 1), ("epochs", 1), ("known_per_class", 0),
                             ("seed", 0)):
             at_least(f"cell {name}", getattr(self, name), least)
-        if self.train_samples is not None and self.train_samples != _TRAIN_ON_OBSERVED:
+        if self.train_samples is not None and self.train_samples != TRAIN_ON_OBSERVED:
             at_least("cell train_samples", self.train_samples, 1)
-        if self.train_samples is not None and self.train_samples != _TRAIN_ON_OBSERVED and self.train_samples < self.samples:
+        if self.train_samples is not None and self.train_samples != TRAIN_ON_OBSERVED and self.train_samples < self.samples:
             raise ValueError(f"train_samples {self.train_samples} must be at least samples {self.samples} "
                              "(or -1: the observed ones only, None: all)")
 
     @property
     def key(self) -> str:
-        train = {None: "all", _TRAIN_ON_OBSERVED: "obs"}.get(self.train_samples, str(self.train_samples))
+        train = {None: "all", TRAIN_ON_OBSERVED: "obs"}.get(self.train_samples, str(self.train_samples))
         return "-".join(["labels", self.dataset, f"d{self.depth}", defense_tag(self.defense), self.methods,
                          f"n{self.samples}", f"b{self.batch_size}", f"e{self.epochs}", f"tr{train}",
                          f"k{self.known_per_class}", f"s{self.seed}", self.data_tag])
