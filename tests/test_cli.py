@@ -7,14 +7,14 @@ happens *before* any training, so it stays fast; tests/test_cli_runs.py runs the
 from __future__ import annotations
 
 import io
-import json
 import runpy
 import sys
 from pathlib import Path
 
 import keras
-import numpy as np
 import pytest
+
+from cli_helpers import run_verb, tiny_npz
 
 from unsplit_tf.cli import _common, main as cli_main
 from unsplit_tf.cli._common import CliError, guarded
@@ -24,17 +24,6 @@ from unsplit_tf.cli._progress import Progress, Scalars
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SHIMS = ("invert", "label_inference", "sweep", "report", "defend", "train", "benchmark", "benchmark_labels", "tune_preset")
 
-
-def tiny_npz(path: Path, *, train: int = 60, test: int = 20) -> Path:
-    """MNIST-shaped synthetic data, every class present in both splits."""
-    rng = np.random.default_rng(0)
-    np.savez(path, x_train=rng.integers(0, 255, (train, 28, 28), dtype=np.uint8), y_train=np.arange(train) % 10,
-             x_test=rng.integers(0, 255, (test, 28, 28), dtype=np.uint8), y_test=np.arange(test) % 10)
-    return path
-
-
-def verb_main(verb: str):
-    return __import__(f"unsplit_tf.cli.{verb}", fromlist=["main"]).main
 
 
 @pytest.fixture
@@ -47,16 +36,6 @@ def no_work(monkeypatch):
         monkeypatch.setattr(f"unsplit_tf.cli.{verb}.load_data", refuse, raising=False)
     monkeypatch.setattr("unsplit_tf.runs.run_inversion", refuse)
     monkeypatch.setattr("unsplit_tf.runs.run_label_inference", refuse)
-
-
-def exit_of(verb: str, argv: list[str], capsys) -> tuple[int, str, str]:
-    """Run `unsplit-tf VERB argv` in-process: (exit code, stdout, stderr)."""
-    try:
-        code = cli_main.main([verb, *argv])
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ---------------------------------------------------------------- the command and its help
@@ -130,7 +109,7 @@ def test_labels_defaults_to_the_data_that_ships():
 @pytest.mark.parametrize("flag", ["--lr", "--lambda-tv", "--input-lr", "--model-lr", "--lambda-l2"])
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_non_finite_hyper_parameters_are_refused_up_front(flag, value, tmp_path, capsys, no_work):
-    code, out, err = exit_of("invert", [flag, value, "--out", str(tmp_path / "run")], capsys)
+    code, out, err = run_verb("invert", [flag, value, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and "finite" in err and "Traceback" not in err
     assert "data:" not in out  # refused before loading anything
 
@@ -138,21 +117,21 @@ def test_non_finite_hyper_parameters_are_refused_up_front(flag, value, tmp_path,
 def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, no_work):
     target = tmp_path / "taken"
     target.write_text("not a folder")
-    code, out, err = exit_of("invert", ["--out", str(target)], capsys)
+    code, out, err = run_verb("invert", ["--out", str(target)], capsys)
     assert code == 2 and "--out" in err and "is a file" in err and "data:" not in out
 
 
 def test_a_cache_dir_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, no_work):
     target = tmp_path / "cache"
     target.write_text("")
-    code, out, err = exit_of("train", ["--cache-dir", str(target)], capsys)
+    code, out, err = run_verb("train", ["--cache-dir", str(target)], capsys)
     assert code == 2 and "--cache-dir" in err and "data:" not in out
 
 
 def test_too_many_targets_are_refused_before_training(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("unsplit_tf.runs.run_inversion", lambda *a, **k: pytest.fail("the attack ran"))
-    data = tiny_npz(tmp_path / "tiny.npz")
-    code, out, err = exit_of("invert", ["--data-dir", str(data), "--targets", "21", "--out", str(tmp_path / "run"),
+    data = tiny_npz(tmp_path / "tiny.npz", train=60)
+    code, out, err = run_verb("invert", ["--data-dir", str(data), "--targets", "21", "--out", str(tmp_path / "run"),
                                         "--cache-dir", str(tmp_path / "cache")], capsys)
     assert code == 2 and "--targets 21" in err and "20 test images" in err
     assert "training" not in out and not (tmp_path / "cache").exists()
@@ -202,7 +181,7 @@ def small_model(outputs: int = 10, *, sequential: bool = False, heads: int = 1) 
 def tiny_data(tmp_path):
     from unsplit_tf.data import load_dataset
 
-    return load_dataset("mnist", tiny_npz(tmp_path / "tiny.npz"))
+    return load_dataset("mnist", tiny_npz(tmp_path / "tiny.npz", train=60))
 
 
 def test_a_sequential_model_file_is_accepted(tmp_path, tiny_data):

@@ -5,7 +5,7 @@ Execution: each notebook is run with nbclient in a kernel on this interpreter
 with a cell inserted after its `parameters` cell that shrinks the budget and
 reads the Fashion-MNIST subset embedded in the package, so no network and no
 local dataset is needed. A cell that raises fails the test; the notebook's
-metrics.json is then checked for real numbers.
+metrics.json (the run layer's records) is then checked for real numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
+
+from unsplit_tf.records import run_from_dict
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 NAMES = ("model_inversion_stealing", "label_inference")
@@ -87,17 +89,19 @@ def test_model_inversion_stealing_runs(tmp_path, kernel_specs):
         "MODEL_ITERS": 5,
         "TARGETS": 3,
         "OUTPUT_DIR": str(out),
+        "CACHE_DIR": str(tmp_path / "cache"),
     }
     notebook = execute("model_inversion_stealing", overrides, tmp_path, kernel_specs)
 
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["depth"] == 2 and metrics["train_images"] == 512 and metrics["test_images"] == 200
+    metrics = json.loads((out / "metrics.json").read_text())  # a run record per preset, as the CLI writes them
     assert set(metrics["attacks"]) == {"tuned", "paper"}
-    for attack in metrics["attacks"].values():
-        assert len(attack["reconstruction"]["mse"]) == 3
-        assert math.isfinite(attack["reconstruction"]["mean_mse"]) and attack["reconstruction"]["mean_mse"] >= 0
-        clone = attack["stolen_clone"]
-        assert clone["n"] == 200 and 0 <= clone["clone_accuracy"] <= 1 and 0 <= clone["agreement"] <= 1
+    for name, attack in metrics["attacks"].items():
+        record = run_from_dict(attack)
+        assert record.attack.preset == name and record.victim.depth == 2
+        assert record.data.train_images == 512 and record.data.test_images == 200
+        assert record.headline.reconstruction.n == 3 and math.isfinite(record.headline.reconstruction.mean_mse)
+        assert record.clone.n == 200 and 0 <= record.clone.clone_accuracy <= 1 and 0 <= record.clone.agreement <= 1
+    assert metrics["attacks"]["paper"]["victim"]["training"]["from_cache"]  # the second preset attacks the same victim
     clone = keras.models.load_model(out / "clone.keras", safe_mode=True)
     assert clone(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 12, 12, 8)  # the client's output at depth 2
     for figure in ("observed.png", "grid.png", "grid_comparison.png", "losses.png", "losses_comparison.png"):
@@ -112,15 +116,17 @@ def test_label_inference_runs(tmp_path, kernel_specs):
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["runs"]) == {"1", "8"}
-    assert metrics["runs"]["1"]["steps"] == 40 and metrics["runs"]["8"]["steps"] == 5
-    batch1 = metrics["runs"]["1"]["results"]
-    weight = batch1["weight_gradient/gradient_matching"]
-    assert weight["evaluated"] > 0 and weight["accuracy"] == 1.0  # exact recovery from weight gradients
-    assert batch1["activation_gradient/norm_scoring"]["accuracy"] is None  # a ranking: AUC only
-    assert 0 <= batch1["activation_gradient/norm_scoring"]["auc"] <= 1
-    for run in metrics["runs"].values():
-        curves = run["curves"]
-        assert all(len(values) == run["steps"] for values in curves.values())
+    steps = {"1": 40, "8": 5}
+    for batch, run in metrics["runs"].items():
+        record = run_from_dict(run["record"])
+        assert record.samples == 40 and record.batch_size == int(batch)
+        assert len(run["curves"]["step"]) == steps[batch]
+        assert all(len(values) == steps[batch] for values in run["curves"].values())
+    batch1 = run_from_dict(metrics["runs"]["1"]["record"])
+    weight = batch1.method("weight_gradient")
+    assert weight.evaluated > 0 and weight.accuracy == 1.0  # exact recovery from weight gradients
+    norm = batch1.method("norm_scoring")
+    assert norm.accuracy is None and 0 <= norm.auc <= 1  # a ranking: AUC only
     assert images(notebook) == 2
     assert (out / "label_accuracy_b1.png").stat().st_size > 0
 

@@ -15,8 +15,9 @@ def _summary(run) -> str:
     if run is None:
         return ""
     if run.kind == "labels":
-        scores = [f"{m.id} {m.accuracy:.0%}" if m.accuracy is not None else f"{m.id} AUC {m.auc:.2f}" for m in run.methods]
-        return ", ".join(scores)
+        shown = [f"{m.id} {m.accuracy:.0%}" if m.accuracy is not None else f"{m.id} AUC {m.auc:.2f}" if m.auc is not None
+                 else f"{m.id} -" for m in run.methods]
+        return ", ".join(shown)
     head = run.headline
     clone = f" clone {run.clone.clone_accuracy:.1%}" if run.clone else ""
     return f"MSE {head.reconstruction.mean_mse:.3f} SSIM {head.reconstruction.mean_ssim:.3f}{clone} ({run.timings.attack_seconds:.0f} s attack)"
