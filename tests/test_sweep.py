@@ -150,7 +150,24 @@ def test_a_cell_claimed_by_another_live_sweep_is_left_to_it(tmp_path):
     result = run_sweep(cells, store, runner, on_event=events.append)
     assert runner.ran == [cells[0].key, cells[2].key]
     assert result.busy == [cells[1]] and len(result.runs) == 2
-    assert [e.status for e in events if e.status == "busy"] == ["busy"] and f"pid {os.getppid()}" in events[0].holder
+    (busy,) = [e for e in events if e.status == "busy"]
+    assert busy.cell == cells[1] and f"pid {os.getppid()}" in busy.holder
+
+
+def test_two_sweeps_on_one_folder_share_the_grid_instead_of_skipping_it_all(tmp_path):
+    store, cells = ResultStore(tmp_path), plan()
+
+    class OtherSweepMeanwhile(CountingRunner):
+        """While this sweep runs its first cell, another process claims the next one."""
+
+        def __call__(self, cell):
+            if not self.ran:
+                store.claim_path(cells[1].key).write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+            return super().__call__(cell)
+
+    runner = OtherSweepMeanwhile()
+    result = run_sweep(cells, store, runner)
+    assert runner.ran == [cells[0].key, cells[2].key] and result.busy == [cells[1]]  # claimed when reached, not up front
 
 
 def test_the_serial_backend_skips_what_is_done_and_saves_each_cell_as_it_finishes():

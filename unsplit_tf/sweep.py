@@ -336,7 +336,11 @@ def run_cells_serial(
     save: Callable[[Cell, Run], None],
     on_event: EventCallback | None = None,
 ) -> None:
-    """Run each cell not `done` in this process, in order, and `save` it the moment it finishes."""
+    """Run each cell not `done` in this process, in order, and `save` it the moment it finishes.
+
+    `done(cell)` is asked right before a cell would run: a False answer means "run it now" (run_sweep's
+    `done` claims the cell for this sweep when it answers False).
+    """
     for index, cell in enumerate(cells, start=1):
         if done(cell):
             continue
@@ -366,37 +370,50 @@ def run_sweep(
     on_event: EventCallback | None = None,
     **backend_options: Any,
 ) -> SweepResult:
-    """Validate the whole grid, then run every cell the store lacks and nobody else has claimed.
+    """Validate the whole grid, then run every cell the store lacks and no other sweep has claimed.
 
-    Each run is stored the moment it finishes, with its cell's key and `command`.
-    A KeyboardInterrupt stops the sweep after the finished cells were stored (claims
-    are released); running the same sweep again resumes it.
+    A cell is claimed just before it runs (so two sweeps on one folder share the
+    grid) and stored the moment it finishes, with its cell's key and `command`.
+    A KeyboardInterrupt stops the sweep after the finished cells were stored (its
+    claims released); running the same sweep again resumes it.
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     unique = validate_grid(cells, datasets)
-    todo: list[Cell] = []
-    busy: list[Cell] = []
+    todo = []
     for index, cell in enumerate(unique, start=1):
         if store.has(cell.key):
             _notify(on_event, SweepEvent("skipped", cell, index, len(unique), store.load(cell.key)))
-        elif store.claim(cell.key):
-            todo.append(cell)
         else:
-            busy.append(cell)
-            _notify(on_event, SweepEvent("busy", cell, index, len(unique), holder=store.claim_holder(cell.key)))
+            todo.append(cell)
+    claimed: set[str] = set()
+    busy: dict[str, Cell] = {}
+
+    def done(cell: Cell) -> bool:
+        """True when this sweep need not run `cell` (stored, or another sweep holds it); False claims it."""
+        if cell.key in claimed:
+            return store.has(cell.key)
+        if store.has(cell.key):
+            return True
+        if store.claim(cell.key):
+            claimed.add(cell.key)
+            busy.pop(cell.key, None)
+            return False
+        busy[cell.key] = cell
+        _notify(on_event, SweepEvent("busy", cell, todo.index(cell) + 1, len(todo), holder=store.claim_holder(cell.key)))
+        return True
 
     def save(cell: Cell, run: Run) -> None:
         store.save(dataclasses.replace(run, key=cell.key, command=command or run.command))
         store.release(cell.key)
 
     try:
-        BACKENDS[backend](todo, runner, done=lambda cell: store.has(cell.key), save=save, on_event=on_event,
-                          **backend_options)
+        BACKENDS[backend](todo, runner, done=done, save=save, on_event=on_event, **backend_options)
     finally:
-        for cell in todo:
-            store.release(cell.key)
-    return SweepResult([store.load(cell.key) for cell in unique if store.has(cell.key)], busy)
+        for key in claimed:
+            store.release(key)
+    return SweepResult([store.load(cell.key) for cell in unique if store.has(cell.key)],
+                       [cell for cell in busy.values() if not store.has(cell.key)])
 
 
 def _notify(on_event: EventCallback | None, event: SweepEvent) -> None:
