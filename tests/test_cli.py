@@ -279,3 +279,25 @@ def test_scalars_land_in_tensorboard_event_files(tmp_path):
             for value in event.summary.value}
     assert tags == {"inversion/matching_loss"}
 
+
+
+def test_progress_off_a_terminal_writes_a_line_at_least_every_so_often():
+    """A long attack off a terminal must not stay silent until its first tenth is done."""
+    stream = io.StringIO()
+    bar = Progress(1_000_000, "round", stream=stream, seconds=0.0)
+    bar.update(1)
+    bar.update(2)
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_a_truncated_data_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "cut.npz").write_bytes(tiny_npz(tmp_path / "whole.npz").read_bytes()[:300])
+    code, _, err = run_verb("invert", ["--data-dir", str(tmp_path / "cut.npz"), "--out", str(tmp_path / "run"),
+                                       "--cache-dir", str(tmp_path / "cache")], capsys)
+    assert code == 1 and "Traceback" not in err and ("truncated or corrupt" in err or "cut.npz" in err)
+
+
+def test_train_refuses_a_depth_the_net_does_not_have_before_any_work(capsys, no_work):
+    """The model cache ignores the depth, so a cached model used to be "loaded" for any depth."""
+    code, _, err = run_verb("train", ["--depth", "99"], capsys)
+    assert code == 2 and "depth 99" in err

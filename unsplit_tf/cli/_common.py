@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -71,6 +72,10 @@ def guarded(work: Callable[[], int | None]) -> int:
     except (DataUnavailableError, OSError) as error:
         _debug()
         raise CliError(str(error), code=1) from None
+    except (zipfile.BadZipFile, EOFError) as error:  # a truncated or corrupt file a flag named
+        _debug()
+        raise CliError(f"a file given on the command line is truncated or corrupt ({type(error).__name__}: {error}); "
+                       "check the paths given to --data-dir and --model", code=1) from None
 
 
 def _debug() -> None:

@@ -1,8 +1,8 @@
 """What a run reports while it goes: a progress line on the console, scalars in TensorBoard.
 
 On a terminal the line is redrawn in place; anywhere else (a log file, a pipe,
-CI) it is written as plain, complete lines, one per tenth of the work and one
-at the end, with no carriage returns, backspaces or colour codes.
+CI) it is written as plain, complete lines, one per tenth of the work (and at
+least one a minute), one at the end, with no carriage returns, backspaces or colour codes.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from typing import TextIO
 class Progress:
     """Progress over `total` units of `unit` (e.g. 1000 rounds), with named values (e.g. the matching loss)."""
 
-    def __init__(self, total: int, unit: str, *, label: str = "", stream: TextIO | None = None, lines: int = 10) -> None:
+    def __init__(self, total: int, unit: str, *, label: str = "", stream: TextIO | None = None, lines: int = 10,
+                 seconds: float = 60.0) -> None:
         self.total, self.unit, self.label = max(int(total), 1), unit, label
         self.stream = stream or sys.stdout
         self.live = bool(getattr(self.stream, "isatty", lambda: False)())
         self.lines, self.written, self.done = lines, 0, 0
         self._first: tuple[float, int] | None = None  # (time, units done) of the first update: the clock starts there
+        self.seconds, self._last_line = seconds, time.perf_counter()
         self._width = 0
 
     def update(self, done: int, **values: float) -> None:
@@ -33,8 +35,10 @@ class Progress:
             self._width = max(self._width, len(text))
             if self.done == self.total:
                 self.stream.write("\n")
-        elif self.done * self.lines >= (self.written + 1) * self.total or self.done == self.total:
+        elif (self.done * self.lines >= (self.written + 1) * self.total or self.done == self.total
+              or time.perf_counter() - self._last_line >= self.seconds):
             self.written = self.done * self.lines // self.total
+            self._last_line = time.perf_counter()
             self.stream.write(text + "\n")
         self.stream.flush()
 

@@ -26,9 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from unsplit_tf.models import reference_net
     from unsplit_tf.protocol import train_reference_net
+    from unsplit_tf.split import split_model
 
     config = train_config(args, epochs=defaults.EPOCHS)
+    split_model(reference_net(args.dataset), depth=args.depth)  # the depth checked before anything (the cache ignores it)
     cache = cache_folder(args)
     data = load_data(args)
     bar = Progress(config.epochs, "epoch", label="training")
