@@ -1,6 +1,6 @@
 """Label inference speed: examples attacked per second, against the authors' one-at-a-time loop.
 
-    python scripts/benchmark_labels.py
+    python scripts/benchmark_labels.py [--examples N] [--batch-sizes 1 8 64]   (--help for all flags)
 
 `run()` returns the figures as a dict (for scripts/benchmark.py). The
 attacked head is the MNIST net's (84 -> 10 logits). Its inputs and the
@@ -18,7 +18,9 @@ framework, when torch is installed (scripts/pytorch_baseline.py).
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -165,8 +167,31 @@ def run(
     return report
 
 
-def main() -> None:
-    report = run()
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog="Prints examples attacked per second.")
+    parser.add_argument("--examples", type=int, default=2048, help="examples attacked per online measurement (default 2048)")
+    parser.add_argument("--original-examples", type=int, default=100, help="examples for the authors' loop (default 100)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 64], help="batch sizes to time (default 1 8 64)")
+    parser.add_argument("--examples-per-call", type=int, default=2048, help="examples per recorded `steps` call (default 2048)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for flag in ("examples", "original_examples", "examples_per_call", "batch_sizes"):
+        values = getattr(args, flag)
+        if min(values if isinstance(values, list) else [values]) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The benchmark with flags `argv` (None: the defaults, as scripts/benchmark.py calls it)."""
+    args = parse_args([] if argv is None else argv)
+    report = run(
+        examples=args.examples,
+        original_examples=args.original_examples,
+        batch_sizes=tuple(args.batch_sizes),
+        examples_per_call=args.examples_per_call,
+        seed=args.seed,
+    )
     torch_speed = pytorch_baseline.label_inference_speed() if pytorch_baseline.available() else None
     print(f"label inference, head {report['head']}, {report['machine']} (examples attacked per second, clone step included):")
     original = report["original_loop"]
@@ -183,4 +208,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

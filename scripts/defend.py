@@ -55,7 +55,6 @@ from unsplit_tf.attacks.labels import (  # noqa: E402
     LabelInferenceAttack,
     LabelInferenceConfig,
     NormScoring,
-    evaluate_labels,
 )
 from unsplit_tf.data import Dataset, first_index_per_class  # noqa: E402
 from unsplit_tf.experiments import environment  # noqa: E402
@@ -71,7 +70,7 @@ from unsplit_tf.defenses import (  # noqa: E402
     split_u_shaped_with_defense,
     split_with_defense,
 )
-from unsplit_tf.scoring import baseline_scores, clone_quality, reconstruction_scores  # noqa: E402
+from unsplit_tf.scoring import baseline_scores, clone_quality, evaluate_labels, reconstruction_scores  # noqa: E402
 from unsplit_tf.models import reference_net  # noqa: E402
 from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer  # noqa: E402
 from unsplit_tf.split import clone_architecture, split_model, split_u_shaped  # noqa: E402

@@ -43,7 +43,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from unsplit_tf.attacks.labels import OBSERVATIONS, KnownLabels, NormScoring, evaluate_labels, label_methods  # noqa: E402
+from unsplit_tf.attacks.labels import OBSERVATIONS, KnownLabels, NormScoring, label_methods  # noqa: E402
+from unsplit_tf.scoring import evaluate_labels  # noqa: E402
 from unsplit_tf.models import reference_net  # noqa: E402
 from unsplit_tf.plots import curves, save_figure  # noqa: E402
 from unsplit_tf.protocol import TrainConfig, UShapedTrainer  # noqa: E402

@@ -46,10 +46,9 @@ from unsplit_tf.attacks.labels import (
     LabelInferenceAttack,
     LabelInferenceConfig,
     NormScoring,
-    evaluate_labels,
 )
 from unsplit_tf.data import Dataset, first_index_per_class
-from unsplit_tf.scoring import baseline_scores, clone_quality, minmax_normalize, reconstruction_scores
+from unsplit_tf.scoring import baseline_scores, clone_quality, evaluate_labels, minmax_normalize, reconstruction_scores
 from unsplit_tf.models import reference_net
 from unsplit_tf.protocol import TrainConfig, TrainedModel, UShapedTrainer, UShapedWireRecord, train_reference_net
 from unsplit_tf.split import clone_architecture, split_model, split_u_shaped

@@ -11,10 +11,9 @@ from unsplit_tf.attacks.labels import (
     LabelInferenceAttack,
     LabelInferenceConfig,
     LabelInferenceResult,
-    LabelScores,
     NormScoring,
-    evaluate_labels,
 )
+from unsplit_tf.scoring import LabelScores, evaluate_labels
 
 __all__ = [
     "CLONE_OBJECTIVES",
