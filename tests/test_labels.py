@@ -1,6 +1,5 @@
 """Label inference (UnSplit's second attack) and Li et al.'s baselines, on tiny synthetic data."""
 
-import itertools
 import json
 
 import keras
@@ -10,24 +9,21 @@ import tensorflow as tf
 
 from unsplit_tf.attacks.labels import (
     OBSERVATIONS,
+    ActivationGradientAttack,
+    ActivationGradientConfig,
     DirectionScoring,
     KnownLabels,
+    LabelAttack,
     LabelInferenceAttack,
     LabelInferenceConfig,
     NormScoring,
-    best_assignment,
-    candidate_activation_gradients,
-    candidate_kernel_gradients,
-    evaluate_labels,
+    WeightGradientAttack,
+    WeightGradientConfig,
     label_methods,
-    one_vs_rest_auc,
-    project_to_simplex,
-    recover_logit_gradients,
-    relabelled_accuracy,
-    solve_positive_definite,
 )
 from unsplit_tf.optim import ResettableAdam
 from unsplit_tf.protocol import TrainConfig, UShapedTrainer, cross_entropy
+from unsplit_tf.scoring import evaluate_labels
 from unsplit_tf.split import split_u_shaped
 
 FEATURES, HIDDEN, CLASSES = 16, 24, 10
@@ -71,104 +67,6 @@ def run(x, y, *, batch_size, configs, anchors=True, epochs=1):
     trainer.fit(x, y, on_step=on_step)
     scores = [evaluate_labels(a.result(), true, CLASSES) for a in attacks + baselines]
     return scores, split
-
-
-# ---------------------------------------------------------------- the maths
-
-
-def test_closed_form_candidate_gradients_match_gradient_tape(rng):
-    batch = 4
-    a = tf.constant(rng.normal(size=(batch, 6)), tf.float32)
-    kernel = tf.Variable(rng.normal(size=(6, CLASSES)), dtype=tf.float32)
-    bias = tf.Variable(rng.normal(size=(CLASSES,)), dtype=tf.float32)
-    logits = a @ kernel + bias
-    kernel_grads = candidate_kernel_gradients(a, logits).numpy()  # (B, C, D, C)
-    activation_grads = candidate_activation_gradients(logits, kernel).numpy()  # (B, C, D)
-    for labels in [rng.integers(0, CLASSES, batch)] + [np.full(batch, c) for c in range(CLASSES)]:
-        with tf.GradientTape() as tape:
-            tape.watch(a)
-            loss = cross_entropy(labels, a @ kernel + bias)
-        d_kernel, d_a = tape.gradient(loss, [kernel, a])
-        rows = np.arange(batch)
-        np.testing.assert_allclose(kernel_grads[rows, labels].sum(0), d_kernel.numpy(), atol=1e-6)
-        np.testing.assert_allclose(activation_grads[rows, labels], d_a.numpy(), atol=1e-6)
-
-
-def test_projection_onto_the_simplex(rng):
-    vectors = rng.normal(size=(5, 3, 7)).astype(np.float32)
-    projected = project_to_simplex(vectors).numpy()
-    np.testing.assert_allclose(projected.sum(-1), 1.0, atol=1e-5)
-    assert projected.min() >= 0
-    # Optimality: no random point of the simplex is closer.
-    for v, p in zip(vectors.reshape(-1, 7), projected.reshape(-1, 7)):
-        others = rng.dirichlet(np.ones(7), 200)
-        assert np.sum((v - p) ** 2) <= np.min(np.sum((v - others) ** 2, axis=1)) + 1e-6
-    point = np.array([[0.2, 0.3, 0.5]], np.float32)
-    np.testing.assert_allclose(project_to_simplex(point).numpy(), point, atol=1e-6)
-    ties = np.array([[2.0, 2.0, -1.0, 2.0]], np.float32)  # equal entries share the mass
-    np.testing.assert_allclose(project_to_simplex(ties).numpy(), [[1 / 3, 1 / 3, 0.0, 1 / 3]], atol=1e-6)
-
-
-@pytest.mark.parametrize("batch", [1, 5, 30])
-def test_recovered_logit_gradients_are_the_minimum_norm_least_squares_solution(rng, batch):
-    """B = 1 (the fast path), B <= rank (exact), and B = 30 > D = 12 (underdetermined), against numpy's pinv."""
-    steps, features = 3, 12
-    a = np.abs(rng.normal(size=(steps, batch, features)))
-    logit_grads = rng.normal(size=(steps, batch, CLASSES))
-    kernel_grads = np.einsum("tbd,tbc->tdc", a, logit_grads) / batch  # the mean loss's dL/dW
-    recovered = recover_logit_gradients(tf.constant(a, tf.float32), tf.constant(kernel_grads, tf.float32)).numpy()
-    expected = np.stack([np.linalg.pinv(a[t].T) @ (kernel_grads[t] * batch) for t in range(steps)])
-    np.testing.assert_allclose(recovered, expected, rtol=1e-3, atol=1e-4)
-    if batch <= features:
-        np.testing.assert_allclose(recovered, logit_grads, rtol=1e-3, atol=1e-4)
-    assert np.all(recover_logit_gradients(tf.zeros((1, batch, features)), tf.zeros((1, features, CLASSES))).numpy() == 0)
-
-
-def test_the_gradient_fit_stays_accurate_after_many_examples(rng):
-    """After 20,000 examples the ridge system's condition number (examples / ridge) is past float32's;
-    the fitted kernel must still match a float64 solve, in the compiled loop's XLA arithmetic.
-    (Measured: 4e-6 relative; before the fix, 1e-2, and the live attack fell to chance after ~2,000 steps.)"""
-    n = 20_000
-    logits = rng.normal(size=(n, CLASSES)) * 3
-    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    grads = probs - np.eye(CLASSES)[rng.integers(0, CLASSES, n)] + 1e-7  # float32 softmaxes do not sum to exactly 1
-    observed = grads @ rng.normal(size=(HIDDEN, CLASSES)).T
-    gg, go = grads.T @ grads, grads.T @ observed
-    keras.utils.set_random_seed(0)
-    attack = LabelInferenceAttack(split_u_shaped(tiny_net(), depth=1).client_head, LabelInferenceConfig("activation_gradient"))
-    fitted = tf.function(attack._fitted_kernel, jit_compile=True)(tf.constant(gg, tf.float32), tf.constant(go, tf.float32))
-    exact = np.linalg.solve(gg + attack.config.ridge * np.eye(CLASSES), go).T
-    np.testing.assert_allclose(fitted.numpy(), exact, rtol=0, atol=1e-3 * np.abs(exact).max())
-
-
-@pytest.mark.parametrize("size", [10, 20])
-def test_small_positive_definite_solve(rng, size):
-    """The unrolled elimination (size 10) and the tf.linalg.solve fallback (size 20) agree with numpy."""
-    root = rng.normal(size=(size, size))
-    matrix = (root @ root.T + 1e-2 * np.eye(size)).astype(np.float32)
-    rhs = rng.normal(size=(size, 7)).astype(np.float32)
-    solved = solve_positive_definite(tf.constant(matrix), tf.constant(rhs)).numpy()
-    np.testing.assert_allclose(matrix @ solved, rhs, rtol=1e-3, atol=1e-3)
-
-
-def test_activation_gradients_cannot_name_the_classes(rng):
-    """Permuting the head's columns and the labels alike leaves every d loss / d a unchanged."""
-    a = tf.constant(rng.normal(size=(6, 5)), tf.float32)
-    kernel = tf.constant(rng.normal(size=(5, CLASSES)), tf.float32)
-    bias = tf.constant(rng.normal(size=(CLASSES,)), tf.float32)
-    labels = rng.integers(0, CLASSES, 6)
-    permutation = rng.permutation(CLASSES)  # class c is renamed permutation[c]
-    inverse = np.argsort(permutation)
-
-    def activation_gradients(kernel, bias, labels):
-        with tf.GradientTape() as tape:
-            tape.watch(a)
-            loss = cross_entropy(labels, a @ kernel + bias)
-        return tape.gradient(loss, a).numpy()
-
-    original = activation_gradients(kernel, bias, labels)
-    renamed = activation_gradients(tf.gather(kernel, inverse, axis=1), tf.gather(bias, inverse), permutation[labels])
-    np.testing.assert_allclose(original, renamed, atol=1e-6)
 
 
 # ---------------------------------------------------------------- the U-shaped protocol
@@ -379,26 +277,70 @@ def test_side_knowledge_and_the_standard_methods():
         label_methods(head, CLASSES, observations=["weight_gradients"])
 
 
-# ---------------------------------------------------------------- evaluation helpers
+def test_every_method_follows_one_protocol():
+    """Callers need no isinstance: each method says what it reads and whether it names labels."""
+    keras.utils.set_random_seed(0)
+    head = split_u_shaped(tiny_net(), depth=1).client_head
+    methods = label_methods(head, CLASSES)
+    assert all(isinstance(method, LabelAttack) for method in methods.values())
+    assert all(name == f"{m.observation}/{m.method}" for name, m in methods.items())
+    assert [name for name, m in methods.items() if not m.infers_labels] == ["activation_gradient/norm_scoring"]
+    for method in methods.values():
+        assert (method.result().labels is None) == (not method.infers_labels)
 
 
-def test_best_assignment_matches_brute_force(rng):
-    for _ in range(5):
-        cost = rng.normal(size=(5, 5))
-        brute = min(itertools.permutations(range(5)), key=lambda p: cost[np.arange(5), list(p)].sum())
-        assignment = best_assignment(cost)
-        assert cost[np.arange(5), assignment].sum() == pytest.approx(cost[np.arange(5), list(brute)].sum())
-        assert sorted(assignment) == list(range(5))
+def test_each_observation_model_has_its_own_config_and_attack():
+    keras.utils.set_random_seed(0)
+    head = split_u_shaped(tiny_net(), depth=1).client_head
+    assert type(LabelInferenceConfig()) is WeightGradientConfig
+    assert LabelInferenceConfig("activation_gradient", memory=0.5) == ActivationGradientConfig(memory=0.5)
+    assert isinstance(ActivationGradientConfig(), LabelInferenceConfig)
+    assert type(LabelInferenceAttack(head)) is WeightGradientAttack
+    attack = LabelInferenceAttack(head, ActivationGradientConfig())
+    assert type(attack) is ActivationGradientAttack and isinstance(attack, LabelInferenceAttack)
+    assert WeightGradientConfig().authors_variant() == WeightGradientConfig(softmax="clone")
+    assert ActivationGradientConfig().authors_variant().clone_objective == "cross_entropy"
+    with pytest.raises(ValueError, match="WeightGradientAttack takes a WeightGradientConfig"):
+        WeightGradientAttack(head, ActivationGradientConfig())
+    with pytest.raises(ValueError, match="'softmax': it applies to weight_gradient only"):
+        LabelInferenceConfig("activation_gradient", softmax="clone")
 
 
-def test_relabelled_accuracy_and_auc():
-    true = np.array([0, 0, 1, 1, 2, 2])
-    assert relabelled_accuracy(np.array([2, 2, 0, 0, 1, 1]), true, 3) == 1.0
-    assert relabelled_accuracy(np.array([0, 0, 0, 0, 0, 0]), true, 3) == pytest.approx(1 / 3)
-    perfect = np.eye(3)[true]
-    assert one_vs_rest_auc(perfect, true, 3) == 1.0
-    assert one_vs_rest_auc(-perfect, true, 3) == 0.0
-    assert one_vs_rest_auc(np.ones(6), true, 3) == 0.5  # ties count one half
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_configs_refuse_nan_and_infinity(value):
+    for config_type, fields in (
+        (WeightGradientConfig, ("learning_rate", "rank_tolerance")),
+        (ActivationGradientConfig, ("learning_rate", "memory", "ridge")),
+    ):
+        for name in fields:
+            with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+                config_type(**{name: value})
+    for name, bad in (("seed", -1), ("seed", 1.5), ("amsgrad", "yes"), ("jit_compile", 1)):
+        with pytest.raises(ValueError, match=name):
+            WeightGradientConfig(**{name: bad})
+    with pytest.raises(ValueError, match="memory must be in"):
+        ActivationGradientConfig(memory=1.5)
+    with pytest.raises(ValueError, match="rank_tolerance must be in"):
+        WeightGradientConfig(rank_tolerance=1.0)
+
+
+def test_nan_observations_are_refused_before_the_attack():
+    keras.utils.set_random_seed(0)
+    head = split_u_shaped(tiny_net(), depth=1).client_head
+    a = np.ones((3, HIDDEN), np.float32)
+    broken = np.ones((3, HIDDEN), np.float32)
+    broken[1, 2] = np.nan
+    weight, activation = WeightGradientAttack(head), ActivationGradientAttack(head)
+    with pytest.raises(ValueError, match="activations contain NaN"):
+        weight.step(broken, np.zeros((HIDDEN, CLASSES)))
+    with pytest.raises(ValueError, match="kernel gradient contain NaN"):
+        weight.step(a, np.full((HIDDEN, CLASSES), np.inf))
+    with pytest.raises(ValueError, match="d loss / d activations contain NaN"):
+        activation.steps(np.stack([a, a]), np.stack([a, broken]))
+    for baseline in (NormScoring(), DirectionScoring(CLASSES)):
+        with pytest.raises(ValueError, match="activation gradients contain NaN"):
+            baseline.step(broken)
+    assert len(weight.result().known) == len(activation.result().known) == 0  # nothing was attacked
 
 
 # ---------------------------------------------------------------- bad arguments

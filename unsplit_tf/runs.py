@@ -30,7 +30,6 @@ from unsplit_tf.attacks.labels import (  # the label attacks, in one place
     LabelInferenceResult,
     NormScoring,
 )
-from unsplit_tf.attacks.labels import evaluate_labels  # moves to unsplit_tf.scoring
 from unsplit_tf.data import Dataset, indices_by_class
 from unsplit_tf.defenses import (
     ACTIVATIONS,
@@ -66,7 +65,7 @@ from unsplit_tf.records import (
     now,
     to_jsonable,
 )
-from unsplit_tf.scoring import baseline_scores, clone_quality, minmax_normalize, reconstruction_scores
+from unsplit_tf.scoring import baseline_scores, clone_quality, evaluate_labels, minmax_normalize, reconstruction_scores
 from unsplit_tf.split import Split, clone_architecture, split_model, split_u_shaped
 
 MINMAX_DATASETS = ("cifar",)

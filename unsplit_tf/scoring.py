@@ -276,3 +276,155 @@ def clone_quality(
         agreement=agreeing / n,
         n=n,
     )
+
+
+# ---------------------------------------------------------------- label inference: scores against the true labels
+#
+# The label attacks (`unsplit_tf.attacks.labels`) never call these. Imports of this section are kept here, with it.
+
+from collections.abc import Sequence  # noqa: E402
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from unsplit_tf.attacks.labels import LabelInferenceResult
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """How well one attack or baseline inferred the labels, over the examples whose label it was not given.
+
+    accuracy: fraction of exactly right labels (None for a ranking-only method).
+    relabelled_accuracy: accuracy after the best one-to-one renaming of the inferred
+        classes: how well the method groups examples by label, names aside.
+    auc: macro-average one-vs-rest ROC AUC of the scores (None when undefined).
+    chance: accuracy of always guessing the most frequent class among the evaluated examples.
+    """
+
+    observation: str
+    method: str
+    accuracy: float | None
+    relabelled_accuracy: float | None
+    auc: float | None
+    evaluated: int
+    known: int
+    chance: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.observation}/{self.method}"
+
+    def summary(self) -> str:
+        parts = [f"{self.name}:"]
+        for label, value in (("accuracy", self.accuracy), ("relabelled", self.relabelled_accuracy), ("AUC", self.auc)):
+            if value is not None:
+                parts.append(f"{label} {value:.1%}" if label != "AUC" else f"AUC {value:.3f}")
+        parts.append(f"on {self.evaluated} examples ({self.known} known, chance {self.chance:.1%})")
+        return " ".join(parts)
+
+
+def evaluate_labels(result: LabelInferenceResult, true_labels: Any, num_classes: int | None = None) -> LabelScores:
+    """Score `result` against the true labels (in the order the examples were attacked), leaving out known ones."""
+    true = np.asarray(true_labels).astype(np.int64).reshape(-1)
+    if len(true) != len(result.known):
+        raise ValueError(f"{len(true)} true labels for {len(result.known)} attacked examples")
+    scores = np.asarray(result.scores)
+    if num_classes is None:
+        num_classes = scores.shape[1] if scores.ndim == 2 else int(true.max(initial=0)) + 1
+    keep = ~result.known
+    true_kept = true[keep]
+    chance = float(np.bincount(true_kept, minlength=num_classes).max() / len(true_kept)) if len(true_kept) else 0.0
+    accuracy = relabelled = None
+    if result.labels is not None:
+        accuracy = label_accuracy(result.labels[keep], true_kept)
+        relabelled = relabelled_accuracy(result.labels[keep], true_kept, num_classes)
+    auc = one_vs_rest_auc(scores[keep], true_kept, num_classes)
+    return LabelScores(
+        result.observation, result.method, accuracy, relabelled, auc, int(keep.sum()), int(result.known.sum()), chance
+    )
+
+
+def label_accuracy(predicted: Any, true: Any) -> float | None:
+    """Fraction of equal labels; None for no examples."""
+    predicted, true = np.asarray(predicted).reshape(-1), np.asarray(true).reshape(-1)
+    if predicted.shape != true.shape:
+        raise ValueError(f"{len(predicted)} predicted labels for {len(true)} true ones")
+    return float(np.mean(predicted == true)) if len(true) else None
+
+
+def relabelled_accuracy(predicted: Any, true: Any, num_classes: int) -> float | None:
+    """Accuracy after renaming the predicted classes by the best one-to-one map (Hungarian algorithm)."""
+    predicted, true = np.asarray(predicted).reshape(-1), np.asarray(true).reshape(-1)
+    if predicted.shape != true.shape:
+        raise ValueError(f"{len(predicted)} predicted labels for {len(true)} true ones")
+    if not len(true):
+        return None
+    confusion = np.zeros((num_classes, num_classes))
+    valid = (predicted >= 0) & (predicted < num_classes)
+    np.add.at(confusion, (predicted[valid], true[valid]), 1)
+    assignment = best_assignment(-confusion)
+    return float(confusion[np.arange(num_classes), assignment].sum() / len(true))
+
+
+def best_assignment(cost: Any) -> np.ndarray:
+    """Minimum-cost perfect matching of a square cost matrix: column chosen for each row (Hungarian, O(n^3))."""
+    cost = np.asarray(cost, dtype=np.float64)
+    n = cost.shape[0]
+    if cost.ndim != 2 or cost.shape[1] != n:
+        raise ValueError(f"cost must be a square matrix, got shape {cost.shape}")
+    u, v = np.zeros(n + 1), np.zeros(n + 1)
+    match = np.zeros(n + 1, dtype=np.int64)  # match[column] = row, 1-based; 0 = free
+    for row in range(1, n + 1):
+        match[0], column = row, 0
+        minimum = np.full(n + 1, np.inf)
+        way = np.zeros(n + 1, dtype=np.int64)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[column] = True
+            current_row = match[column]
+            free = ~used[1:]
+            reduced = cost[current_row - 1] - u[current_row] - v[1:]
+            better = free & (reduced < minimum[1:])
+            minimum[1:][better] = reduced[better]
+            way[1:][better] = column
+            candidates = np.where(free, minimum[1:], np.inf)
+            nxt = int(np.argmin(candidates)) + 1
+            delta = candidates[nxt - 1]
+            u[match[used]] += delta
+            v[used] -= delta
+            minimum[1:][free] -= delta
+            column = nxt
+            if match[column] == 0:
+                break
+        while column:
+            previous = way[column]
+            match[column] = match[previous]
+            column = previous
+    assignment = np.zeros(n, dtype=np.int64)
+    assignment[match[1:] - 1] = np.arange(n)
+    return assignment
+
+
+def one_vs_rest_auc(scores: Any, true: Any, num_classes: int) -> float | None:
+    """Macro-average ROC AUC of class c vs the rest, over classes with positives and negatives.
+
+    scores: (N, C), column c scoring "is class c", or (N,) one score used for every class
+    (norm scoring: a larger gradient norm is taken as the positive class, as in Li et al.).
+    Ties count one half. None when no class has both positives and negatives.
+    """
+    scores, true = np.asarray(scores, dtype=np.float64), np.asarray(true).reshape(-1)
+    if scores.shape[0] != len(true):
+        raise ValueError(f"{scores.shape[0]} scores for {len(true)} labels")
+    aucs = []
+    for c in range(num_classes):
+        column = scores[:, c] if scores.ndim == 2 else scores
+        positive, negative = column[true == c], np.sort(column[true != c])
+        if len(positive) and len(negative):
+            below = np.searchsorted(negative, positive, side="left")
+            ties = np.searchsorted(negative, positive, side="right") - below
+            aucs.append(float((below + 0.5 * ties).sum() / (len(positive) * len(negative))))
+    return float(np.mean(aucs)) if aucs else None
+
+
+def summarize(scores: Sequence[LabelScores]) -> str:
+    """One line per label-inference method, for people."""
+    return "\n".join(score.summary() for score in scores)

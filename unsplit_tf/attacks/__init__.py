@@ -1,7 +1,7 @@
 """Attacks of an honest-but-curious split-learning server.
 
 Each attack takes what the server really has and returns a result object;
-evaluation against the ground truth lives beside it, outside the attack.
+evaluation against the ground truth lives in `unsplit_tf.scoring`, outside the attacks.
 """
 
 from unsplit_tf.attacks.labels import (
@@ -11,9 +11,7 @@ from unsplit_tf.attacks.labels import (
     LabelInferenceAttack,
     LabelInferenceConfig,
     LabelInferenceResult,
-    LabelScores,
     NormScoring,
-    evaluate_labels,
 )
 
 __all__ = [
@@ -23,7 +21,5 @@ __all__ = [
     "LabelInferenceAttack",
     "LabelInferenceConfig",
     "LabelInferenceResult",
-    "LabelScores",
     "NormScoring",
-    "evaluate_labels",
 ]
