@@ -7,7 +7,7 @@ working directory, after a short prelude (`PRELUDE`) that makes it tiny and
 offline in two explicit ways, and nothing else:
 
 - `unsplit_tf.data.load_dataset` returns, whatever the name and data_dir asked
-  for, a small class-balanced slice of the Fashion-MNIST subset embedded in the
+  for, a small class-balanced slice (20 train, 10 test images) of the Fashion-MNIST subset embedded in the
   package (seeded noise images for CIFAR-10), and never touches the network;
 - the inversion attack (`invert`) runs at most 2 rounds of 5 + 5 steps.
 

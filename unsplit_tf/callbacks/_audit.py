@@ -127,6 +127,12 @@ def check_inputs_fit(x: np.ndarray, model: keras.Model) -> None:
         )
 
 
+def integer_labels(y: np.ndarray) -> np.ndarray:
+    """Class indices (N,) from integer labels, shaped (N,) or (N, 1), or from one-hot rows (N, C)."""
+    rows = np.asarray(y).reshape(len(y), -1)
+    return (rows[:, 0] if rows.shape[1] == 1 else rows.argmax(axis=1)).astype(np.int64)
+
+
 def in_batches(function, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """`function` applied to `x` in batches, concatenated as numpy."""
     return np.concatenate([np.asarray(function(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])

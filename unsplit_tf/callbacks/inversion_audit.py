@@ -9,7 +9,7 @@ import numpy as np
 
 from unsplit_tf.attacks.inversion import InversionConfig, InversionResult, invert, preset
 from unsplit_tf.callbacks import _summaries as summaries
-from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, in_batches, probe_arrays
+from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, in_batches, integer_labels, probe_arrays
 from unsplit_tf.scoring import ReconstructionScores, baseline_scores, clone_quality, reconstruction_scores
 from unsplit_tf.split import Split
 
@@ -86,10 +86,7 @@ class InversionAudit(Audit):
         check_inputs_fit(x, split.client)
         if x.ndim != 4 or x.shape[-1] not in (1, 3):
             raise ValueError(f"probe inputs must be NHWC images with 1 or 3 channels, got shape {x.shape}")
-        if y is not None:
-            y = np.asarray(y).reshape(len(x), -1)
-            y = y[:, 0] if y.shape[1] == 1 else y.argmax(axis=1)  # integer labels, or one-hot ones
-        self.x, self.y = x, None if y is None else y.astype(np.int64)
+        self.x, self.y = x, None if y is None else integer_labels(y)
         self.baselines = baseline_scores(x, mean_image=x.mean(axis=0))
 
     def figure_names(self) -> list[str]:

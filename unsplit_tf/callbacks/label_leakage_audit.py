@@ -18,7 +18,7 @@ from unsplit_tf.attacks.labels import (
     NormScoring,
 )
 from unsplit_tf.attacks.labels import evaluate_labels  # moving to unsplit_tf.scoring
-from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, probe_arrays
+from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, integer_labels, probe_arrays
 from unsplit_tf.split import Split, counted_layers
 
 DEFAULT_LABEL_CONFIG = LabelInferenceConfig(observation="activation_gradient", jit_compile=False)
@@ -115,9 +115,7 @@ class LabelLeakageAudit(Audit):
         x, y = probe_arrays(self._probe, len(split.client.input.shape) - 1, labelled=True)
         check_inputs_fit(x, split.client)
         self.num_classes = int(model.output.shape[-1])
-        labels = np.asarray(y).reshape(len(x), -1)
-        labels = labels[:, 0] if labels.shape[1] == 1 else labels.argmax(axis=1)
-        self.x, self.y, self.labels = x, np.asarray(y), labels.astype(np.int64)
+        self.x, self.y, self.labels = x, np.asarray(y), integer_labels(y)
         head = _dense_head(split)
         if self.requested_methods is None:
             self.methods = LABEL_METHODS if head is not None else LABEL_METHODS[1:]
