@@ -29,7 +29,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("model_inversion_stealing", "label_inference")
+NOTEBOOKS = ("model_inversion_stealing", "label_inference", "keras_callbacks")
 README_PICTURE = (Path("../runs/notebook_inversion/grid_comparison.png"), HERE / "img" / "inversion_grid.png")
 MAX_BYTES = 1_500_000
 CELL_TIMEOUT = 1800

@@ -27,7 +27,7 @@ from nbclient import NotebookClient
 from unsplit_tf.records import run_from_dict
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("model_inversion_stealing", "label_inference")
+NAMES = ("model_inversion_stealing", "label_inference", "keras_callbacks")
 EMBEDDED_SUBSET = str(resources.files("unsplit_tf") / "resources" / "fashion_mnist_subset.npz")
 CELL_TIMEOUT = 300  # seconds; each notebook takes about 15 s here on a busy 2-core CPU
 MAX_BYTES = 1_500_000
@@ -129,6 +129,20 @@ def test_label_inference_runs(tmp_path, kernel_specs):
     assert norm.accuracy is None and 0 <= norm.auc <= 1  # a ranking: AUC only
     assert images(notebook) == 2
     assert (out / "label_accuracy_b1.png").stat().st_size > 0
+
+
+def test_keras_callbacks_runs(tmp_path, kernel_specs):
+    out = tmp_path / "out"
+    overrides = {"DATA_DIR": EMBEDDED_SUBSET, "DOWNLOAD": False, "TRAIN_LIMIT": 256, "EPOCHS": 2, "LABEL_PROBE": 64,
+                 "MAIN_ITERS": 2, "INPUT_ITERS": 5, "MODEL_ITERS": 5, "OUTPUT_DIR": str(out)}
+    notebook = execute("keras_callbacks", overrides, tmp_path, kernel_specs)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [entry["epoch"] for entry in metrics["inversion"]] == [1, 2] == [entry["epoch"] for entry in metrics["labels"]]
+    assert all(math.isfinite(entry["audit_inversion_mse"]) for entry in metrics["inversion"])
+    assert "audit_gradient_matching_accuracy" in (out / "history.csv").read_text().splitlines()[0]
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert images(notebook) == 3
 
 
 @pytest.mark.parametrize("name", NAMES)

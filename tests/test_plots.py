@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from unsplit_tf.plots import curves, reconstruction_grid, rows_grid, save_figure
+from matplotlib.ticker import PercentFormatter
+
+from unsplit_tf.plots import CELL_INCHES, REFERENCE_COLOURS, Reference, curves, reconstruction_grid, rows_grid, save_figure
 
 
 def _images(count, channels, seed=0):
@@ -71,3 +73,35 @@ def test_save_figure_writes_png_and_creates_folders(tmp_path):
     path = save_figure(figure, tmp_path / "nested" / "grid")
     assert path == tmp_path / "nested" / "grid.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_grids_wrap_into_rows_of_at_most_ten_targets():
+    figure = reconstruction_grid(_images(25, 1), _images(25, 1, seed=1), labels=[str(i) for i in range(25)])
+    assert len(figure.axes) == 50  # no empty cells left in the last block
+    width, height = figure.get_size_inches()
+    assert width == pytest.approx(10 * CELL_INCHES) and height == pytest.approx(6 * CELL_INCHES)
+    titles = [axes.get_title() for axes in figure.axes if axes.get_title()]
+    assert titles == [str(i) for i in range(25)]
+    assert [axes.get_ylabel() for axes in figure.axes if axes.get_ylabel()] == ["original", "reconstruction"] * 3
+
+
+def test_curves_on_top_of_each_other_stay_apart_by_style_with_percent_ticks_and_references():
+    same = {f"method {i}": [1.0, 1.0, 1.0, 1.0] for i in range(4)}
+    figure = curves(same, xlabel="step", ylabel="accuracy", percent=True, integer_x=True,
+                    references=[Reference("chance", 0.1), Reference("split model", [0.9, 0.8, 0.9, 0.8])])
+    (axes,) = figure.axes
+    lines = axes.get_lines()
+    data = lines[:4]
+    assert len({(line.get_linestyle(), line.get_marker(), line.get_color()) for line in data}) == 4
+    assert all(np.array_equal(line.get_ydata(), [1, 1, 1, 1]) for line in data), "styles only: values are not moved"
+    assert {line.get_label(): line.get_color() for line in lines[4:]} == {
+        "chance": REFERENCE_COLOURS["chance"], "split model": REFERENCE_COLOURS["split model"]}
+    assert not set(REFERENCE_COLOURS.values()) & {line.get_color() for line in data}
+    assert isinstance(axes.yaxis.get_major_formatter(), PercentFormatter)
+    assert axes.yaxis.get_major_formatter()(0.25, 0) == "25%"
+    figure.canvas.draw()
+    assert all(float(tick).is_integer() for tick in axes.get_xticks())
+    legend = axes.get_legend()
+    assert legend.get_window_extent().x0 >= axes.get_window_extent().x1, "the legend sits beside the plot"
+    with pytest.raises(ValueError, match="unknown reference kind 'mean'"):
+        Reference("mean", 0.1)

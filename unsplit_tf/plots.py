@@ -8,19 +8,58 @@ Functions return the figure: a notebook displays it, a script passes it to
 
 from __future__ import annotations
 
+import itertools
 import pathlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from matplotlib import pyplot
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 CELL_INCHES = 1.4
 """Width and height of one image in a grid, in inches."""
 
+MAX_GRID_COLUMNS = 10
+"""Images per row of a grid; more wrap into further blocks of rows below, so a page holds the figure."""
+
 SAVE_DPI = 150
+
+REFERENCE_COLOURS = {
+    "grey image": "#8c8c8c",
+    "dataset mean": "#b8860b",
+    "chance": "#c0392b",
+    "split model": "#000000",
+}
+"""One colour per kind of reference line, the same in every figure; no data series uses them."""
+
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#17becf", "#e377c2", "#bcbd22", "#7f3c8d")
+"""Colours of the data series, in order (matplotlib's, without the reference colours' greys, browns and reds)."""
+
+SERIES_STYLES = (("-", "o", 2.6), ("--", "s", 2.0), (":", "^", 2.4), ("-.", "D", 1.6), ((0, (5, 1, 1, 1)), "v", 1.4))
+"""(line style, marker, line width) per series, in order: curves that lie on top of each other stay visible."""
+
+MARKERS_PER_CURVE = 10
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A reference for the curves: a kind of REFERENCE_COLOURS, a level (or one per x), and a legend text.
+
+    label defaults to the kind, e.g. Reference("chance", 0.1) or
+    Reference("split model", accuracies, "split model: server(client(x))").
+    """
+
+    kind: str
+    value: float | Sequence[float]
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in REFERENCE_COLOURS:
+            raise ValueError(f"unknown reference kind {self.kind!r}; choose one of {', '.join(REFERENCE_COLOURS)}")
 
 
 def _as_display_batch(images: Any, name: str) -> np.ndarray:
@@ -62,6 +101,8 @@ def rows_grid(
 ) -> Figure:
     """Grid with one row per image batch, e.g. originals then reconstructions at each split depth.
 
+    More than MAX_GRID_COLUMNS images per row wrap: the rows repeat below for the
+    next ten columns, each block with its row titles.
     rows: NHWC batches, all with the same number of images (the columns).
     row_titles: one label per row, shown at its left.
     col_labels: optional titles above the columns (e.g. class names).
@@ -85,18 +126,23 @@ def rows_grid(
     for index, texts in enumerate(row_captions):
         _check_length(texts, columns, f"captions[{index}]", "column")
 
-    figure = Figure(figsize=(CELL_INCHES * columns, CELL_INCHES * len(batches)), layout="constrained")
-    grid = figure.subplots(len(batches), columns, squeeze=False)
-    for row_index, batch in enumerate(batches):
-        for column_index, image in enumerate(batch):
-            axes = grid[row_index, column_index]
-            _show_image(axes, image)
-            if row_captions[row_index] is not None:
-                axes.set_xlabel(row_captions[row_index][column_index], fontsize="small")
-        grid[row_index, 0].set_ylabel(row_titles[row_index])
-    if col_labels is not None:
-        for column_index, label in enumerate(col_labels):
-            grid[0, column_index].set_title(label, fontsize="medium")
+    width = min(columns, MAX_GRID_COLUMNS)
+    blocks = -(-columns // width)
+    figure = Figure(figsize=(CELL_INCHES * width, CELL_INCHES * len(batches) * blocks), layout="constrained")
+    grid = figure.subplots(len(batches) * blocks, width, squeeze=False)
+    for block in range(blocks):
+        shown = range(block * width, min(columns, (block + 1) * width))
+        for row_index, batch in enumerate(batches):
+            axes_row = grid[block * len(batches) + row_index]
+            for position, column_index in enumerate(shown):
+                _show_image(axes_row[position], batch[column_index])
+                if row_captions[row_index] is not None:
+                    axes_row[position].set_xlabel(row_captions[row_index][column_index], fontsize="small")
+                if row_index == 0 and col_labels is not None:
+                    axes_row[position].set_title(col_labels[column_index], fontsize="medium")
+            axes_row[0].set_ylabel(row_titles[row_index])
+            for unused in axes_row[len(shown) :]:
+                unused.remove()
     if title is not None:
         figure.suptitle(title)
     return figure
@@ -135,33 +181,67 @@ def curves(
     title: str | None = None,
     logy: bool = False,
     x: Sequence[float] | None = None,
+    integer_x: bool = False,
+    percent: bool = False,
+    references: Sequence[Reference] = (),
 ) -> Figure:
-    """One line per named series (loss or accuracy against step or epoch).
+    """One line per named series (loss or accuracy against step or epoch), legend beside the plot.
 
     x is shared by all series; without it each series is drawn against 1, 2, ..., len(series).
-    logy uses a log scale for the y axis (useful for losses).
+    Each series has its own line style, width and marker shape (hollow, placed at staggered
+    points), so curves on top of each other stay visible. logy uses a log scale for the y axis
+    (useful for losses); integer_x puts ticks on whole numbers only (rounds, epochs, depths);
+    percent shows values given as fractions (0.25) as percentages (25 %). references adds
+    dashed lines (a level, or one value per x) in their kind's fixed colour.
     """
     if not series:
         raise ValueError("series is empty; pass a dict such as {'train loss': [...]}.")
-    figure = Figure(figsize=(6.0, 4.0), layout="constrained")
+    figure = Figure(figsize=(7.5, 4.0), layout="constrained")
     axes = figure.subplots()
-    for name, values in series.items():
-        steps = np.arange(1, len(values) + 1) if x is None else np.asarray(x)
-        if len(steps) != len(values):
-            raise ValueError(
-                f"series {name!r} has {len(values)} values but x has {len(steps)}; "
-                "give x one entry per value, or leave it out."
-            )
-        axes.plot(steps, np.asarray(values, dtype=np.float64), label=name)
+    styles = zip(itertools.cycle(SERIES_COLOURS), itertools.cycle(SERIES_STYLES))
+    for index, ((name, values), (colour, (linestyle, marker, linewidth))) in enumerate(zip(series.items(), styles)):
+        steps = _x_for(name, values, x)
+        every = max(1, len(steps) // MARKERS_PER_CURVE)
+        axes.plot(
+            steps, np.asarray(values, dtype=np.float64), label=name, color=colour, linestyle=linestyle,
+            linewidth=linewidth, marker=marker, markersize=9 - 1.2 * (index % len(SERIES_STYLES)),
+            markerfacecolor="none", markeredgewidth=1.4, markevery=(index * every // len(SERIES_STYLES) % every, every),
+        )
+    for reference in references:
+        draw_reference(axes, reference, x=x)
     if logy:
         axes.set_yscale("log")
+    if integer_x:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    if percent:
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0))
     axes.set_xlabel(xlabel)
     axes.set_ylabel(ylabel)
     axes.grid(True, alpha=0.3)
-    axes.legend()
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the curves
     if title is not None:
         axes.set_title(title)
     return figure
+
+
+def draw_reference(axes: Axes, reference: Reference, *, x: Sequence[float] | None = None) -> None:
+    """Draw `reference` on `axes`, dashed in its kind's colour: a horizontal line, or a curve over x (default 1, 2, ...)."""
+    label = reference.label or reference.kind
+    style = {"color": REFERENCE_COLOURS[reference.kind], "linestyle": "--", "linewidth": 1.2, "label": label}
+    if np.ndim(reference.value) == 0:
+        axes.axhline(float(reference.value), **style)
+    else:
+        values = np.asarray(reference.value, dtype=np.float64)
+        axes.plot(_x_for(label, values, x), values, **style)
+
+
+def _x_for(name: str, values: Sequence[float], x: Sequence[float] | None) -> np.ndarray:
+    steps = np.arange(1, len(values) + 1) if x is None else np.asarray(x)
+    if len(steps) != len(values):
+        raise ValueError(
+            f"series {name!r} has {len(values)} values but x has {len(steps)}; give x one entry per value, or leave it out."
+        )
+    return steps
 
 
 def save_figure(figure: Figure, path: str | pathlib.Path) -> pathlib.Path:
