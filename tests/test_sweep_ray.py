@@ -6,6 +6,7 @@ fresh Ray worker starts in a second; one test runs real cells.
 
 import datetime
 import os
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,13 +65,14 @@ class FakeRunner:
     """
 
     def __init__(self, log_dir: Path, die_on: str | None = None) -> None:
-        self.log_dir, self.die_on = log_dir, die_on
+        self.log_dir, self.die_on, self.calls = log_dir, die_on, 0
 
     def __call__(self, cell: FakeCell) -> FakeResult:
+        self.calls += 1  # counts on in a worker that keeps its runner (and with it a trained-model cache)
         attempts = self.log_dir / f"{cell.key}.attempts"
         with open(attempts, "a") as file:
-            file.write(f"{os.getpid()}\n")
-        if cell.key == self.die_on and len(attempts.read_text().split()) == 1:
+            file.write(f"{os.getpid()} {self.calls}\n")
+        if cell.key == self.die_on and len(attempts.read_text().splitlines()) == 1:
             os._exit(1)
         rng = np.random.default_rng([cell.seed, cell.depth])
         return FakeResult({"kind": cell.kind, "figures": rng.random(3).tolist()},
@@ -91,7 +93,17 @@ def stored_by(store: ResultStore, saved: list[str]):
 
 
 def attempts(log_dir: Path) -> dict[str, int]:
-    return {path.name.removesuffix(".attempts"): len(path.read_text().split()) for path in log_dir.glob("*.attempts")}
+    return {path.name.removesuffix(".attempts"): len(path.read_text().splitlines()) for path in log_dir.glob("*.attempts")}
+
+
+def calls_by_worker(log_dir: Path) -> dict[str, list[int]]:
+    """{worker pid: the runner's call counts there}, in order."""
+    calls: dict[str, list[int]] = {}
+    for path in log_dir.glob("*.attempts"):
+        for line in path.read_text().splitlines():
+            pid, count = line.split()
+            calls.setdefault(pid, []).append(int(count))
+    return {pid: sorted(counts) for pid, counts in calls.items()}
 
 
 def without_times(record: dict) -> dict:
@@ -124,6 +136,9 @@ def test_ray_gives_the_serial_records_and_a_rerun_skips_everything(tmp_path):
                          on_event=again.append) == []
     assert {e.status for e in again} == {"skipped"} and len(saved) == len(cells)
     assert set(attempts(tmp_path / "ray").values()) == {1}  # nothing ran twice
+    # The runner was unpickled once per worker process and kept there for its next cells.
+    assert sorted(len(counts) for counts in calls_by_worker(tmp_path / "ray").values()) in ([1, 5], [2, 4], [3, 3], [6])
+    assert all(counts == list(range(1, len(counts) + 1)) for counts in calls_by_worker(tmp_path / "ray").values())
 
 
 def test_a_worker_killed_mid_cell_is_retried_not_lost_or_duplicated(tmp_path):
@@ -176,6 +191,13 @@ def test_a_real_cell_on_ray_scores_as_the_serial_one(tmp_path):
 
     assert [without_times(r) for r in records] == [without_times(r) for r in serial]
     assert records[0]["reconstruction"]["mean_mse"] > 0
+
+
+def test_without_ray_the_module_says_how_to_install_it():
+    hide_ray = "import sys; sys.modules['ray'] = None; import unsplit_tf.sweep_ray"
+    run = subprocess.run([sys.executable, "-c", hide_ray], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert run.returncode == 1 and "pip install 'unsplit-tf[ray]'" in run.stderr
 
 
 def test_bad_resource_requests_are_refused_before_anything_runs(tmp_path):

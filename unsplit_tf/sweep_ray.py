@@ -181,7 +181,7 @@ def _connect(address: str | None, num_cpus: int | None) -> bool:
     """Join `address`, or start a local Ray unless this process runs one already; True if started here."""
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": False}
+    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
     if address is None:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     else:
