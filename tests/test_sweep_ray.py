@@ -62,10 +62,11 @@ class FakeRunner:
     """Deterministic figures from the cell's key and seed; logs every attempt to `log_dir`.
 
     die_on: the key of a cell whose worker process dies (os._exit) on its first attempt.
+    fail_on: the key of a cell that raises (a bug in a cell, not a lost worker).
     """
 
-    def __init__(self, log_dir: Path, die_on: str | None = None) -> None:
-        self.log_dir, self.die_on, self.calls = log_dir, die_on, 0
+    def __init__(self, log_dir: Path, die_on: str | None = None, fail_on: str | None = None) -> None:
+        self.log_dir, self.die_on, self.fail_on, self.calls = log_dir, die_on, fail_on, 0
 
     def __call__(self, cell: FakeCell) -> FakeResult:
         self.calls += 1  # counts on in a worker that keeps its runner (and with it a trained-model cache)
@@ -74,6 +75,8 @@ class FakeRunner:
             file.write(f"{os.getpid()} {self.calls}\n")
         if cell.key == self.die_on and len(attempts.read_text().splitlines()) == 1:
             os._exit(1)
+        if cell.key == self.fail_on:
+            raise ValueError(f"cell {cell.key} is broken")
         rng = np.random.default_rng([cell.seed, cell.depth])
         return FakeResult({"kind": cell.kind, "figures": rng.random(3).tolist()},
                           {"pixels": rng.integers(0, 255, (2, 2), dtype=np.uint8)})
@@ -159,6 +162,15 @@ def test_without_retries_a_killed_worker_fails_the_sweep_and_keeps_the_other_cel
         run_cells_ray(cells, FakeRunner(tmp_path, die_on=cells[0].key), done=store.has, save=stored_by(store, saved),
                       max_retries=0)
     assert not store.has(cells[0].key) and saved in ([], [cells[1].key])
+
+
+def test_a_cell_that_raises_stops_the_sweep_with_its_error_and_is_not_retried(tmp_path):
+    cells = plan(depths=(1, 2, 3))
+    store, saved = ResultStore(tmp_path), []
+    with pytest.raises(ValueError, match="cell fake-d1-s0 is broken"):
+        run_cells_ray(cells, FakeRunner(tmp_path, fail_on=cells[0].key), done=store.has, save=stored_by(store, saved))
+    assert attempts(tmp_path)[cells[0].key] == 1 and not store.has(cells[0].key)
+    assert all(store.has(key) for key in saved)
 
 
 def test_ctrl_c_keeps_finished_cells_and_the_rerun_does_only_the_rest(tmp_path):
