@@ -140,7 +140,6 @@ def test_ray_gives_the_serial_records_and_a_rerun_skips_everything(tmp_path):
     assert {e.status for e in again} == {"skipped"} and len(saved) == len(cells)
     assert set(attempts(tmp_path / "ray").values()) == {1}  # nothing ran twice
     # The runner was unpickled once per worker process and kept there for its next cells.
-    assert sorted(len(counts) for counts in calls_by_worker(tmp_path / "ray").values()) in ([1, 5], [2, 4], [3, 3], [6])
     assert all(counts == list(range(1, len(counts) + 1)) for counts in calls_by_worker(tmp_path / "ray").values())
 
 
