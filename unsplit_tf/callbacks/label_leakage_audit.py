@@ -17,8 +17,8 @@ from unsplit_tf.attacks.labels import (
     LabelInferenceConfig,
     NormScoring,
 )
-from unsplit_tf.scoring import evaluate_labels
 from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, integer_labels, probe_arrays
+from unsplit_tf.scoring import evaluate_labels
 from unsplit_tf.split import Split, counted_layers
 
 DEFAULT_LABEL_CONFIG = LabelInferenceConfig(observation="activation_gradient", jit_compile=False)
