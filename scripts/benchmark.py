@@ -2,13 +2,15 @@
 
     python scripts/benchmark.py                   # inversion at batch 1, 10, 100, then label inference
     python scripts/benchmark.py --only inversion --rounds 20
+    python scripts/benchmark.py --only inversion --batches 100 200 --stream 1000
 
 Inversion: image-steps per second of the alternating optimisation (MNIST net,
 depth 2, untrained: speed does not depend on the weights), after the first
 round, which pays for compilation. One image-step is one optimiser step for
-one target image. Targets (2-core CPU): >= 3,000 steps/s at batch 1 and
->= 20,000 image-steps/s at batch 10 or more; the authors' PyTorch code does
-about 1,000-1,500 at batch 1.
+one target image. Targets (2-core CPU): >= 3,000 steps/s at batch 1,
+>= 20,000 image-steps/s at batch 10 or more and >= 40,000 at 100 or more
+(batched and stream mode); the authors' PyTorch code does about 1,000-1,500
+at batch 1.
 
 Label inference: examples attacked per second against the authors' one-example
 loop (scripts/benchmark_labels.py says how each is measured); target >= 100x.
@@ -33,11 +35,14 @@ from unsplit_tf.models import mnist_net  # noqa: E402
 from unsplit_tf.split import split_model  # noqa: E402
 
 
-def inversion_speed(batch: int, rounds: int, jit_compile: bool | None = None) -> float:
-    """Image-steps per second of the inversion attack at `batch` targets, compilation excluded."""
+def inversion_speed(batch: int, rounds: int, jit_compile: bool | None = None, **changes) -> float:
+    """Image-steps per second of the inversion attack at `batch` targets, compilation excluded.
+
+    `changes` alter the config (e.g. stream mode, where a round is one epoch over all targets).
+    """
     client = split_model(mnist_net(), depth=2).client
     targets = np.random.default_rng(0).random((batch, 28, 28, 1), dtype=np.float32)
-    config = InversionConfig(main_iters=rounds + 1, jit_compile=jit_compile)
+    config = InversionConfig(main_iters=rounds + 1, jit_compile=jit_compile, **changes)
     stamps: list[float] = []
     invert(client, client(targets), config, on_round=lambda report: stamps.append(time.perf_counter()))
     seconds_per_round = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
@@ -48,6 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=10, help="timed rounds of 200 steps per measurement (default 10)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100], help="inversion batch sizes")
+    parser.add_argument("--stream", type=int, nargs="*", default=[1000], help="stream-mode observation counts")
     parser.add_argument("--only", choices=["inversion", "labels"], help="run one of the two benchmarks")
     args = parser.parse_args()
     devices = ", ".join(device.name for device in tf.config.list_logical_devices())
@@ -69,6 +75,10 @@ def print_inversion_speeds(args: argparse.Namespace) -> None:
         print(f"{batch:6d} " + " ".join(f"{speed:10,.0f}" for speed in speeds) + f" {torch_text}   {chosen}", flush=True)
     if not pytorch_baseline.available():
         print("(PyTorch column: pip install torch to time the authors' framework on the same loop)")
+    print("stream mode (one clone, minibatches of 100 observations, 20 input + 10 model steps each):")
+    for observations in args.stream:
+        speed = inversion_speed(observations, max(2, args.rounds // 5), mode="stream", batch_size=100, input_iters=20, model_iters=10)
+        print(f"{observations:6d} observations {speed:10,.0f} image-steps/s", flush=True)
 
 
 if __name__ == "__main__":
