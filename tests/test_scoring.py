@@ -9,6 +9,8 @@ from unsplit_tf.scoring import (
     PSNR_CAP_DB,
     CloneQuality,
     ReconstructionScores,
+    affine_aligned_mse_per_image,
+    affine_aligned_ssim_per_image,
     baseline_scores,
     clone_quality,
     minmax_normalize,
@@ -176,3 +178,26 @@ def test_clone_quality_accepts_plain_callables_and_rejects_bad_labels():
     assert (quality.original_accuracy, quality.clone_accuracy, quality.agreement) == (1.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="argmax"):
         clone_quality(lambda batch: batch, lambda batch: batch, lambda batch: batch, x, np.eye(4))
+
+
+def test_affine_aligned_scores_ignore_inversion_and_affine_changes():
+    true = _images((3, 28, 28, 1), seed=2)
+    for recon in (1.0 - true, 0.3 * true + 0.2, -2.0 * true + 5.0):
+        np.testing.assert_allclose(affine_aligned_mse_per_image(true, recon), 0.0, atol=1e-10)
+        np.testing.assert_allclose(affine_aligned_ssim_per_image(true, recon), 1.0, atol=1e-4)
+    assert mse_per_image(true, 1.0 - true).mean() > 0.1  # the raw score is fooled
+
+
+def test_affine_aligned_mse_of_a_constant_is_the_images_variance_and_noise_stays_poor():
+    true = _images((2, 16, 16, 1), seed=3)
+    np.testing.assert_allclose(affine_aligned_mse_per_image(true, np.full_like(true, 0.7)), true.var(axis=(1, 2, 3)))
+    noise = _images((2, 16, 16, 1), seed=4)
+    assert np.all(affine_aligned_ssim_per_image(true, noise) < 0.2)
+
+
+def test_reconstruction_scores_record_the_aligned_scores():
+    true = _images((2, 28, 28, 1), seed=5)
+    record = reconstruction_scores(true, 1.0 - true).to_dict()
+    assert record["mean_ssim"] < 0 and record["mean_affine_aligned_ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert record["mean_affine_aligned_mse"] == pytest.approx(0.0, abs=1e-10) and len(record["affine_aligned_mse"]) == 2
+    json.dumps(record)

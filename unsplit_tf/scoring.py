@@ -111,19 +111,58 @@ def ssim_per_image(true: Any, recon: Any, max_val: float = 1.0) -> np.ndarray:
     return ssim.numpy().astype(np.float64)
 
 
+# ---------------------------------------------------------------- alignment-invariant image scores
+
+def affine_aligned(true: Any, recon: Any) -> np.ndarray:
+    """Each reconstruction after its best affine fit of intensities, a·recon + b (least squares per image).
+
+    A clone that absorbs a sign or affine change of its input (a first conv, a BatchNormalization)
+    can hand back recon = 1 - x, or a contrast-squeezed x: recovered to the eye, far off by raw
+    MSE. Aligning first scores the structure that leaked. A constant reconstruction aligns to the
+    true image's mean, so its aligned MSE is that image's variance: the no-information floor.
+    """
+    true_array, recon_array = _as_pair(true, recon)
+    axes = (1, 2, 3)
+    recon_centred = recon_array - recon_array.mean(axis=axes, keepdims=True)
+    true_mean = true_array.mean(axis=axes, keepdims=True)
+    spread = np.sum(recon_centred**2, axis=axes, keepdims=True)
+    covariance = np.sum(recon_centred * (true_array - true_mean), axis=axes, keepdims=True)
+    slope = np.where(spread > 0, covariance / np.where(spread > 0, spread, 1.0), 0.0)
+    return slope * recon_centred + true_mean
+
+
+def affine_aligned_mse_per_image(true: Any, recon: Any) -> np.ndarray:
+    """MSE after the best per-image affine fit of intensities (`affine_aligned`); shape (N,)."""
+    return mse_per_image(true, affine_aligned(true, recon))
+
+
+def affine_aligned_ssim_per_image(true: Any, recon: Any, max_val: float = 1.0) -> np.ndarray:
+    """SSIM after the best per-image affine fit of intensities (`affine_aligned`); shape (N,)."""
+    return ssim_per_image(true, affine_aligned(true, recon), max_val)
+
+
+ALIGNED_FIELDS = ("affine_aligned_mse", "affine_aligned_ssim")
+
+
 @dataclass(frozen=True, eq=False)
 class ReconstructionScores:
     """Per-image MSE, PSNR (dB) and SSIM of one set of reconstructions, with their means.
 
-    The arrays are stored read-only so a frozen score really cannot change.
+    `affine_aligned_mse` / `affine_aligned_ssim` score each reconstruction after its best affine fit
+    of intensities (`affine_aligned`), so an inverted but recovered picture still counts as a leak;
+    `reconstruction_scores` fills them. The arrays are stored read-only so a frozen score really cannot change.
     """
 
     mse: np.ndarray
     psnr: np.ndarray
     ssim: np.ndarray
+    affine_aligned_mse: np.ndarray | None = None
+    affine_aligned_ssim: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("mse", "psnr", "ssim"):
+        for name in ("mse", "psnr", "ssim", *ALIGNED_FIELDS):
+            if getattr(self, name) is None:
+                continue
             values = np.array(getattr(self, name), dtype=np.float64)
             values.flags.writeable = False
             object.__setattr__(self, name, values)
@@ -133,6 +172,9 @@ class ReconstructionScores:
                 f"{self.mse.shape}, {self.psnr.shape} and {self.ssim.shape}; "
                 "build scores with reconstruction_scores()."
             )
+        for name in ALIGNED_FIELDS:
+            if getattr(self, name) is not None and getattr(self, name).shape != self.mse.shape:
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, mse {self.mse.shape}; they must match")
 
     @property
     def n(self) -> int:
@@ -150,9 +192,17 @@ class ReconstructionScores:
     def mean_ssim(self) -> float:
         return float(np.mean(self.ssim))
 
+    @property
+    def mean_affine_aligned_mse(self) -> float | None:
+        return None if self.affine_aligned_mse is None else float(np.mean(self.affine_aligned_mse))
+
+    @property
+    def mean_affine_aligned_ssim(self) -> float | None:
+        return None if self.affine_aligned_ssim is None else float(np.mean(self.affine_aligned_ssim))
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary: the count, the three means and the per-image lists."""
-        return {
+        """JSON-safe summary: the count, the means and the per-image lists (aligned ones when present)."""
+        record: dict[str, Any] = {
             "n": self.n,
             "mean_mse": self.mean_mse,
             "mean_psnr": self.mean_psnr,
@@ -161,6 +211,11 @@ class ReconstructionScores:
             "psnr": self.psnr.tolist(),
             "ssim": self.ssim.tolist(),
         }
+        for name in ALIGNED_FIELDS:
+            values = getattr(self, name)
+            if values is not None:
+                record[f"mean_{name}"], record[name] = float(np.mean(values)), values.tolist()
+        return record
 
 
 def reconstruction_scores(true: Any, recon: Any, *, minmax: bool = False) -> ReconstructionScores:
@@ -177,6 +232,8 @@ def reconstruction_scores(true: Any, recon: Any, *, minmax: bool = False) -> Rec
         mse=mse_per_image(true_array, recon_array),
         psnr=psnr_per_image(true_array, recon_array),
         ssim=ssim_per_image(true_array, recon_array),
+        affine_aligned_mse=affine_aligned_mse_per_image(true_array, recon_array),
+        affine_aligned_ssim=affine_aligned_ssim_per_image(true_array, recon_array),
     )
 
 

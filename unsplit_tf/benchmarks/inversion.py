@@ -16,11 +16,14 @@ from unsplit_tf.models import mnist_net
 from unsplit_tf.split import split_model
 
 
-def inversion_speed(batch: int, rounds: int, jit_compile: bool | None = None) -> float:
-    """Image-steps per second of the inversion attack at `batch` targets over `rounds` timed rounds."""
+def inversion_speed(batch: int, rounds: int, jit_compile: bool | None = None, **changes) -> float:
+    """Image-steps per second of the inversion attack at `batch` targets over `rounds` timed rounds.
+
+    `changes` alter the config (e.g. stream mode, where a round is one pass over all targets).
+    """
     client = split_model(mnist_net(), depth=2).client
     targets = np.random.default_rng(0).random((batch, 28, 28, 1), dtype=np.float32)
-    config = InversionConfig(main_iters=rounds + 1, jit_compile=jit_compile)
+    config = InversionConfig(main_iters=rounds + 1, jit_compile=jit_compile, **changes)
     stamps: list[float] = []
     invert(client, client(targets), config, on_round=lambda report: stamps.append(time.perf_counter()))
     seconds_per_round = (stamps[-1] - stamps[0]) / (len(stamps) - 1)

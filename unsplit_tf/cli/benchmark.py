@@ -30,14 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", choices=["inversion", "labels"], help="run one of the two benchmarks (default both)")
     parser.add_argument("--rounds", type=int, default=10, help="timed inversion rounds of 200 steps per measurement (default 10)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 10, 100], help="inversion batch sizes (default 1 10 100)")
+    parser.add_argument("--stream", type=int, nargs="*", default=[1000],
+                        help="stream-mode observation counts (minibatches of 100; default 1000; none to skip)")
     parser.add_argument("--examples", type=int, default=2048, help="label-inference examples per measurement (default 2048)")
 
 
 def run(args: argparse.Namespace) -> int:
     import tensorflow as tf
 
-    if args.rounds < 1 or args.examples < 1 or min(args.batches) < 1:
-        raise CliError("--rounds, --examples and --batches must be at least 1")
+    if args.rounds < 1 or args.examples < 1 or min(args.batches) < 1 or min(args.stream, default=1) < 1:
+        raise CliError("--rounds, --examples, --batches and --stream must be at least 1")
     devices = ", ".join(device.name for device in tf.config.list_logical_devices())
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; TensorFlow {tf.__version__} on {devices}")
     if args.only != "labels":
@@ -62,6 +64,11 @@ def print_inversion_speeds(args: argparse.Namespace) -> None:
         print(f"{batch:6d} " + " ".join(f"{speed:10,.0f}" for speed in speeds) + f" {torch_text}   {chosen}", flush=True)
     if not pytorch.available():
         print("(PyTorch column: pip install torch to time the authors' framework on the same loop)")
+    if args.stream:
+        print("stream mode (one clone, minibatches of 100 observations, 20 input + 10 model steps each):")
+    for observations in args.stream:
+        speed = inversion_speed(observations, max(2, args.rounds // 5), mode="stream", batch_size=100, input_iters=20, model_iters=10)
+        print(f"{observations:6d} observations {speed:10,.0f} image-steps/s", flush=True)
 
 
 def print_label_speeds(args: argparse.Namespace) -> None:

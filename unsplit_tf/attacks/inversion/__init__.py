@@ -7,12 +7,15 @@ from the cut-layer activations and the client's architecture alone).
 from unsplit_tf.attacks.inversion.unsplit import (
     MODES,
     PRESETS,
+    PRIORS,
     XLA_CPU_MAX_BATCH,
     InversionConfig,
     InversionResult,
     RoundReport,
+    calibrate_batch_norm,
     invert,
     preset,
+    restart_seed,
     total_variation,
     uses_xla,
 )
@@ -20,12 +23,15 @@ from unsplit_tf.attacks.inversion.unsplit import (
 __all__ = [
     "MODES",
     "PRESETS",
+    "PRIORS",
     "XLA_CPU_MAX_BATCH",
     "InversionConfig",
     "InversionResult",
     "RoundReport",
+    "calibrate_batch_norm",
     "invert",
     "preset",
+    "restart_seed",
     "total_variation",
     "uses_xla",
 ]

@@ -22,15 +22,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from unsplit_tf._validation import at_least, finite, non_negative, positive
 from unsplit_tf.optim import ResettableAdam
 from unsplit_tf.split import clone_architecture
 
-MODES = ("batched", "sequential")
+MODES = ("batched", "sequential", "stream")
+PRIORS = ("none", "dark_background")
 
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """Hyper-parameters of the attack. The defaults are the authors' code's (UNSPLIT.md)."""
+    """Hyper-parameters of the attack. The defaults are the authors' code's (UNSPLIT.md).
+
+    In "stream" mode a round is one pass (epoch) over all observations in minibatches of
+    `batch_size`: each minibatch gets `input_iters` steps on its rows of x_hat, then `model_iters`
+    steps of the one shared clone, so thousands of observations constrain one clone.
+    """
 
     main_iters: int = 1000
     input_iters: int = 100
@@ -43,26 +50,33 @@ class InversionConfig:
     box: tuple[float, float] | None = None  # clip x_hat to [low, high] after each step; None: unconstrained (paper)
     patience: int | None = None  # stop after this many rounds without improvement; None: run all rounds (paper)
     min_delta: float = 1e-3  # relative improvement of the matching loss that counts as progress
-    mode: Literal["batched", "sequential"] = "batched"  # all targets at once, or one after another sharing the clone
+    mode: Literal["batched", "sequential", "stream"] = "batched"  # all at once, one after another, or minibatches
+    batch_size: int = 100  # stream mode: observations per minibatch (capped at the number of observations)
+    restarts: int = 1  # independent attacks from differently seeded clones; the lowest matching loss is kept
+    prior: Literal["none", "dark_background"] = "none"  # how to pick x_hat's polarity, which a linear first layer hides
     seed: int = 0  # initial weights of the clone
     jit_compile: bool | None = None  # compile each round with XLA; None: when it is faster (`uses_xla`)
 
     def __post_init__(self) -> None:
-        for name in ("main_iters", "input_iters", "model_iters"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("lambda_tv", "lambda_l2"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("main_iters", "input_iters", "model_iters", "batch_size", "restarts"):
+            at_least(name, getattr(self, name), 1)
+        for name in ("lambda_tv", "lambda_l2", "min_delta"):
+            non_negative(name, getattr(self, name))
         for name in ("input_lr", "model_lr"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.box is not None and not self.box[0] < self.box[1]:
-            raise ValueError(f"box must be (low, high) with low < high, got {self.box}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be at least 1 round (or None to never stop early), got {self.patience}")
+            positive(name, getattr(self, name))
+        finite("init_value", self.init_value)
+        if self.box is not None:
+            low, high = (finite(f"box[{i}]", bound) for i, bound in enumerate(self.box))
+            if not low < high:
+                raise ValueError(f"box must be (low, high) with low < high, got {self.box}")
+        if self.patience is not None:
+            at_least("patience (or None to never stop early)", self.patience, 1)
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
 
     def replace(self, **changes) -> InversionConfig:
         """A copy with some fields changed (validated again)."""
@@ -114,10 +128,17 @@ class InversionResult:
     seconds: float
     interrupted: bool = False
     stopped_early: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    restart_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # final matching loss of each restart
 
     @property
     def rounds_run(self) -> np.ndarray:
         return np.array([len(history) for history in self.matching_loss])
+
+    @property
+    def final_matching_loss(self) -> float:
+        """Mean over targets of their last matching loss: what restarts compare (inf if nothing ran)."""
+        last = [history[-1] for history in self.matching_loss if len(history)]
+        return float(np.mean(last)) if last else float("inf")
 
 
 def total_variation(images: tf.Tensor) -> tf.Tensor:
@@ -142,8 +163,34 @@ def invert(
     `client_architecture` supplies only the architecture: the attack starts from a
     fresh, seeded clone of it and never reads its weights. `observed` holds one row
     per target. Ctrl-C stops between rounds and returns what was finished
-    (`interrupted=True`).
+    (`interrupted=True`). With `config.restarts > 1` the attack runs again from
+    differently seeded clones and keeps the run with the lowest final matching loss
+    (what the server can compute; never the true error). Under a `tf.distribute`
+    strategy scope each minibatch is sharded over the replicas and the clone's
+    gradients are summed across them.
     """
+    observed = _checked_observations(client_architecture, observed)
+    best: InversionResult | None = None
+    losses = []
+    for restart in range(config.restarts):
+        result = _attack(client_architecture, observed, config, restart_seed(config.seed, restart), on_round)
+        losses.append(result.final_matching_loss)
+        if best is None or result.final_matching_loss < best.final_matching_loss:
+            best = result
+        if result.interrupted:
+            break
+    best.restart_losses = np.array(losses)
+    return best
+
+
+def restart_seed(seed: int, restart: int) -> int:
+    """The clone seed of restart `restart` (0 keeps `seed`): an own stream, so restarts never repeat other seeds."""
+    if restart == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, restart, 0x5EED]).generate_state(1)[0] % 2**31)
+
+
+def _checked_observations(client_architecture: keras.Model, observed) -> tf.Tensor:
     observed = tf.convert_to_tensor(observed, tf.float32)
     expected = tuple(client_architecture.output.shape[1:])
     if observed.shape.rank < 1 or tuple(observed.shape[1:]) != expected:
@@ -153,27 +200,56 @@ def invert(
         )
     if observed.shape[0] == 0:
         raise ValueError("no targets: observed holds 0 rows")
-    n_targets = observed.shape[0]
-    clone = clone_architecture(client_architecture, seed=config.seed)
-    group = n_targets if config.mode == "batched" else 1
-    engine = _RoundEngine(clone, (group, *client_architecture.input.shape[1:]), config)
+    bad = int(tf.reduce_sum(tf.cast(~tf.reduce_all(tf.math.is_finite(tf.reshape(observed, [observed.shape[0], -1])), axis=1), tf.int32)))
+    if bad:
+        raise ValueError(f"{bad} of {observed.shape[0]} observed rows hold NaN or infinity; drop them before attacking")
+    return observed
 
-    reconstructions = np.full((n_targets, *client_architecture.input.shape[1:]), config.init_value, np.float32)
+
+def _attack(client_architecture, observed, config, seed, on_round) -> InversionResult:
+    """One attack from the clone seeded with `seed`."""
+    n_targets = observed.shape[0]
+    input_shape = tuple(client_architecture.input.shape[1:])
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        clone = clone_architecture(client_architecture, seed=seed)
+    group = {"batched": n_targets, "sequential": 1, "stream": min(config.batch_size, n_targets)}[config.mode]
+    replicas = strategy.num_replicas_in_sync
+    if group % replicas:
+        raise ValueError(
+            f"{group} targets per step do not split evenly over {replicas} replicas; "
+            f"choose a batch_size (stream mode) or a number of targets that is a multiple of {replicas}"
+        )
+    engine = _RoundEngine(_batch_statistics_view(clone), (group, *input_shape), config, strategy)
     matching = [np.zeros(0) for _ in range(n_targets)]
     objective = [np.zeros(0) for _ in range(n_targets)]
     finished, stopped_early = np.zeros(n_targets, bool), np.zeros(n_targets, bool)
     start, interrupted = time.perf_counter(), False
-    try:
-        for first in range(0, n_targets, group):
-            targets = tuple(range(first, first + group))
-            engine.restart()
-            early = _optimise(engine, observed[first : first + group], targets, config, on_round, matching, objective)
-            reconstructions[first : first + group] = engine.x_hat.numpy()
-            finished[list(targets)], stopped_early[list(targets)] = True, early
-    except KeyboardInterrupt:
-        interrupted = True
-        unfinished = [t for t in targets if not finished[t]]
-        reconstructions[unfinished] = engine.x_hat.numpy()[: len(unfinished)]
+    if config.mode == "stream":
+        stream = _StreamEngine(engine, observed, seed)
+        reconstructions = stream.x_all
+        try:
+            stopped_early[:] = _optimise(stream, observed, tuple(range(n_targets)), config, on_round, matching, objective)
+            finished[:] = True
+        except KeyboardInterrupt:
+            interrupted = True
+        reconstructions = stream.x_all.numpy()
+    else:
+        reconstructions = np.full((n_targets, *input_shape), config.init_value, np.float32)
+        try:
+            for first in range(0, n_targets, group):
+                targets = tuple(range(first, first + group))
+                engine.restart()
+                early = _optimise(engine, observed[first : first + group], targets, config, on_round, matching, objective)
+                reconstructions[first : first + group] = engine.x_hat.numpy()
+                finished[list(targets)], stopped_early[list(targets)] = True, early
+        except KeyboardInterrupt:
+            interrupted = True
+            unfinished = [t for t in targets if not finished[t]]
+            reconstructions[unfinished] = engine.x_hat.numpy()[: len(unfinished)]
+    if config.prior == "dark_background" and _background_is_bright(reconstructions):
+        reconstructions = _flip_polarity(clone, reconstructions, config)
+    calibrate_batch_norm(clone, reconstructions)
     return InversionResult(
         reconstructions=reconstructions,
         clone=clone,
@@ -218,14 +294,21 @@ def uses_xla(config: InversionConfig, batch: int) -> bool:
 
 
 class _RoundEngine:
-    """The variables and the compiled round of one attack; `restart()` starts a new group of targets."""
+    """The variables and the compiled round of one attack; `restart()` starts a new group of targets.
 
-    def __init__(self, clone: keras.Model, input_shape: tuple[int, ...], config: InversionConfig) -> None:
-        self.clone, self.config = clone, config
-        self.x_hat = tf.Variable(tf.fill(input_shape, config.init_value), name="x_hat")
-        self.input_optimizer = ResettableAdam([self.x_hat], config.input_lr)
-        self.model_optimizer = ResettableAdam(clone.trainable_variables, config.model_lr)
-        self.round = tf.function(self._round, jit_compile=uses_xla(config, input_shape[0]))
+    With one replica the gradients are taken directly; under a multi-replica strategy each replica
+    takes its slice of the group, x_hat's gradient rows are gathered and the clone's are summed.
+    """
+
+    def __init__(self, clone: keras.Model, input_shape: tuple[int, ...], config: InversionConfig, strategy) -> None:
+        self.clone, self.config, self.strategy = clone, config, strategy
+        self.replicas = strategy.num_replicas_in_sync
+        with strategy.scope():
+            self.x_hat = tf.Variable(tf.fill(input_shape, config.init_value), name="x_hat")
+            self.input_optimizer = ResettableAdam([self.x_hat], config.input_lr)
+            self.model_optimizer = ResettableAdam(clone.trainable_variables, config.model_lr)
+        jit = uses_xla(config, input_shape[0]) and self.replicas == 1  # XLA does not compile cross-replica ops
+        self.round = tf.function(self._round, jit_compile=jit)
 
     def restart(self) -> None:
         """Fresh x_hat and fresh optimisers (the clone carries over), as the authors' code does per target."""
@@ -233,12 +316,12 @@ class _RoundEngine:
         self.input_optimizer.reset()
         self.model_optimizer.reset()
 
-    def _objective(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def _objective(self, x_hat: tf.Tensor, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Per target: the x_hat objective (matching + regularisers) and the matching MSE alone.
 
         Every target has the same size, so their means are the batch losses the authors minimise.
         """
-        config, x_hat = self.config, self.x_hat
+        config = self.config
         feature_axes = list(range(1, observed.shape.rank))
         matching = tf.reduce_mean(tf.square(self.clone(x_hat, training=False) - observed), axis=feature_axes)
         objective = matching
@@ -248,17 +331,211 @@ class _RoundEngine:
             objective += config.lambda_l2 * tf.reduce_mean(tf.square(x_hat), axis=[1, 2, 3])
         return objective, matching
 
+    def _input_gradient(self, observed: tf.Tensor) -> tf.Tensor:
+        if self.replicas == 1:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(self._objective(self.x_hat, observed)[0])
+            return tape.gradient(loss, self.x_hat)
+        x_hat, group = tf.convert_to_tensor(self.x_hat), self.x_hat.shape[0]
+
+        def shard_gradient():
+            x, z = self._shard(x_hat), self._shard(observed)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                loss = tf.reduce_sum(self._objective(x, z)[0]) / group
+            return tape.gradient(loss, x)
+
+        return self.strategy.gather(self.strategy.run(shard_gradient), axis=0)
+
+    def _model_gradients(self, observed: tf.Tensor) -> list[tf.Tensor]:
+        variables = self.clone.trainable_variables
+        if self.replicas == 1:
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean(self._objective(self.x_hat, observed)[1])
+            return tape.gradient(loss, variables)
+        x_hat, group = tf.convert_to_tensor(self.x_hat), self.x_hat.shape[0]
+
+        def shard_gradients():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(self._objective(self._shard(x_hat), self._shard(observed))[1]) / group
+            return tape.gradient(loss, variables)
+
+        summed = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(shard_gradients), axis=None)
+        return list(summed)
+
+    def _shard(self, tensor: tf.Tensor) -> tf.Tensor:
+        """This replica's contiguous slice of a group-sized tensor."""
+        size = tensor.shape[0] // self.replicas
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group * size
+        return tensor[first : first + size]
+
     def _round(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         config = self.config
         for _ in tf.range(config.input_iters):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(self._objective(observed)[0])
-            self.input_optimizer.apply([tape.gradient(loss, self.x_hat)])
+            self.input_optimizer.apply([self._input_gradient(observed)])
             if config.box is not None:
                 self.x_hat.assign(tf.clip_by_value(self.x_hat, *config.box))
-        variables = self.clone.trainable_variables
         for _ in tf.range(config.model_iters):
-            with tf.GradientTape() as tape:
-                loss = tf.reduce_mean(self._objective(observed)[1])
-            self.model_optimizer.apply(tape.gradient(loss, variables))
-        return self._objective(observed)
+            self.model_optimizer.apply(self._model_gradients(observed))
+        return self._objective(self.x_hat, observed)
+
+
+class _StreamEngine:
+    """Stream mode: x_hat of every observation in one variable, visited in shuffled minibatches.
+
+    One call of `round` is one epoch, compiled once: each minibatch loads its rows into the round
+    engine's x_hat, restarts x_hat's optimiser (the clone's keeps its state), runs one round and
+    writes the rows back. The last minibatch is filled up with rows from the epoch's start, so
+    every step has the same shape.
+    """
+
+    def __init__(self, engine: _RoundEngine, observed: tf.Tensor, seed: int) -> None:
+        self.engine = engine
+        n, group = observed.shape[0], engine.x_hat.shape[0]
+        self.steps = -(-n // group)
+        with engine.strategy.scope():
+            self.x_all = tf.Variable(tf.fill((n, *engine.x_hat.shape[1:]), engine.config.init_value), name="x_all")
+        self.losses = tf.Variable(tf.zeros((2, n)), trainable=False)
+        self.rng = np.random.default_rng(restart_seed(seed, 1 << 20))
+        self.epoch = tf.function(self._epoch, jit_compile=False)
+
+    def round(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        n, group = observed.shape[0], self.engine.x_hat.shape[0]
+        order = self.rng.permutation(n)
+        order = np.concatenate([order, order[: self.steps * group - n]]).reshape(self.steps, group)
+        self.epoch(observed, tf.constant(order, tf.int32))
+        return self.losses[0], self.losses[1]
+
+    def _epoch(self, observed: tf.Tensor, order: tf.Tensor) -> None:
+        engine = self.engine
+        for step in tf.range(self.steps):
+            rows = order[step][:, None]
+            engine.x_hat.assign(tf.gather_nd(self.x_all, rows))
+            engine.input_optimizer.reset()
+            objective, matching = engine._round(tf.gather_nd(observed, rows))
+            _scatter(self.x_all, rows, engine.x_hat)
+            _scatter(self.losses, tf.concat([tf.pad(rows, [[0, 0], [1, 0]]), tf.pad(rows, [[0, 0], [1, 0]], constant_values=1)], 0),
+                                          tf.concat([objective, matching], 0))
+
+
+BORDER = 2  # pixels of each image's frame that the background prior looks at
+
+
+def _background_is_bright(images: np.ndarray) -> bool:
+    """Whether the frames of the images are on average brighter than the images: the prior says flip."""
+    frame = np.ones(images.shape[1:3], bool)
+    frame[BORDER:-BORDER, BORDER:-BORDER] = False
+    return float(images[:, frame].mean()) > float(images.mean())
+
+
+def _flip_polarity(clone: keras.Model, images: np.ndarray, config: InversionConfig) -> np.ndarray:
+    """Return low + high - images, and change the clone's first layer so it sees the same activations.
+
+    A first Conv2D or Dense layer w·x + b computes the same on x' = c - x with weights -w and bias
+    b + c·Σw (exactly for valid convolutions and dense layers; off at zero-padded borders). Models
+    whose first layer is not linear cannot absorb the flip, so their reconstructions stay as found.
+    """
+    first = _first_linear_layer(clone)
+    if first is None:
+        return images
+    low, high = config.box if config.box is not None else (0.0, 1.0)
+    shift = low + high
+    kernel = first.kernel
+    if first.use_bias:
+        input_axes = list(range(len(kernel.shape) - 1))
+        first.bias.assign(first.bias + shift * tf.reduce_sum(kernel, axis=input_axes))
+    kernel.assign(-kernel)
+    return (shift - images).astype(np.float32)
+
+
+def _first_linear_layer(model: keras.Model) -> keras.layers.Layer | None:
+    """The Conv2D or Dense layer that alone reads the model's input, if there is one."""
+    readers = [layer for layer in model.layers[1:] if any(tensor is model.input for tensor in _inputs_of(layer))]
+    if len(readers) == 1 and isinstance(readers[0], (keras.layers.Conv2D, keras.layers.Dense)):
+        return readers[0]
+    return None
+
+
+def _inputs_of(layer: keras.layers.Layer) -> list:
+    inputs = layer.input
+    return list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+
+
+def _scatter(variable: tf.Variable, indices: tf.Tensor, values: tf.Tensor) -> None:
+    """variable[indices] = values; mirrored variables (multi-replica) have no sparse update, so they are rewritten."""
+    if isinstance(variable, tf.distribute.DistributedValues):
+        variable.assign(tf.tensor_scatter_nd_update(variable, indices, values))
+    else:
+        variable.scatter_nd_update(indices, values)
+
+
+class _BatchStatistics(keras.layers.Layer):
+    """A client BatchNormalization as the server sees it during training: normalised by the batch's statistics.
+
+    Shares gamma and beta with the clone's layer and never touches its moving statistics, so the
+    attack's steps have no side effects (and run under any distribution strategy).
+    """
+
+    def __init__(self, batch_norm: keras.layers.BatchNormalization, **kwargs) -> None:
+        super().__init__(name=f"{batch_norm.name}_batch_statistics", **kwargs)
+        self.batch_norm = batch_norm
+
+    def call(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+        norm = self.batch_norm
+        axes = [axis for axis in range(inputs.shape.rank) if axis not in _positive_axes(norm.axis, inputs.shape.rank)]
+        mean, variance = tf.nn.moments(inputs, axes=axes, keepdims=True)
+        shape = [1 if axis in axes else inputs.shape[axis] for axis in range(inputs.shape.rank)]
+        gamma = tf.reshape(norm.gamma, shape) if norm.scale else None
+        beta = tf.reshape(norm.beta, shape) if norm.center else None
+        return tf.nn.batch_normalization(inputs, mean, variance, beta, gamma, norm.epsilon)
+
+
+def _positive_axes(axis, rank: int) -> list[int]:
+    return [a % rank for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+
+
+def _batch_statistics_view(clone: keras.Model) -> keras.Model:
+    """`clone` with every BatchNormalization normalising by batch statistics, sharing all weights.
+
+    The server observes training-time activations, which the client's BatchNormalization layers
+    normalised with each batch's own statistics; the clone must do the same to match them.
+    Models without BatchNormalization are returned unchanged.
+    """
+    if not _batch_norms(clone):
+        return clone
+
+    def share(layer: keras.layers.Layer) -> keras.layers.Layer:
+        return _BatchStatistics(layer) if isinstance(layer, keras.layers.BatchNormalization) else layer
+
+    return keras.models.clone_model(clone, clone_function=share)
+
+
+def _batch_norms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+CALIBRATION_ROWS = 4096
+
+
+def calibrate_batch_norm(clone: keras.Model, inputs: np.ndarray, rows: int = CALIBRATION_ROWS) -> None:
+    """Set each BatchNormalization's moving statistics to those of its inputs over `inputs` (in place).
+
+    The client's moving statistics are its training data's; the reconstructions stand in for that
+    data, so the stolen clone in inference mode normalises as the client does. Uses at most `rows`
+    inputs (a fixed subset), in one batch-statistics pass.
+    """
+    norms = _batch_norms(clone)
+    if not norms:
+        return
+    inputs = np.asarray(inputs, np.float32)
+    if len(inputs) > rows:
+        inputs = inputs[np.random.default_rng(0).choice(len(inputs), rows, replace=False)]
+    view = _batch_statistics_view(clone)
+    statistics_layers = [layer for layer in view.layers if isinstance(layer, _BatchStatistics)]
+    features = keras.Model(view.inputs, [layer.input for layer in statistics_layers])(inputs)
+    for layer, feature in zip(statistics_layers, features if len(statistics_layers) > 1 else [features]):
+        norm = layer.batch_norm
+        axes = [axis for axis in range(feature.shape.rank) if axis not in _positive_axes(norm.axis, feature.shape.rank)]
+        mean, variance = tf.nn.moments(feature, axes=axes)
+        norm.moving_mean.assign(mean)
+        norm.moving_variance.assign(variance)
