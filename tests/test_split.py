@@ -164,3 +164,31 @@ def test_u_shaped_split_composes_to_the_model(rng):
 def test_u_shaped_split_needs_a_server_part():
     with pytest.raises(ValueError, match=r"choose depth in 0\.\.8"):
         split_u_shaped(mnist_net(), depth=9)
+
+
+def test_layer_applied_on_both_sides_of_the_cut_is_refused():
+    shared = layers.Dense(4, name="shared")
+    inputs = keras.Input((4,))
+    x = layers.ReLU(name="first_relu")(shared(inputs))
+    model = keras.Model(inputs, layers.Dense(2, name="out")(shared(x)))
+    with pytest.raises(ValueError, match="layer 'shared' is applied on both sides of the cut after 'first_relu'"):
+        split_model(model, layer="first_relu")
+
+
+def test_weight_shared_by_a_client_and_a_server_layer_is_refused():
+    class Tied(layers.Layer):
+        """A dense layer that reuses another layer's kernel (weight tying)."""
+
+        def __init__(self, source, **kwargs):
+            super().__init__(**kwargs)
+            self.source = source
+
+        def call(self, x):
+            return x @ self.source.kernel
+
+    first = layers.Dense(4, use_bias=False, name="first")
+    inputs = keras.Input((4,))
+    x = layers.ReLU(name="cut_here")(first(inputs))
+    model = keras.Model(inputs, layers.Dense(2, name="out")(Tied(first, name="tied")(x)))
+    with pytest.raises(ValueError, match="shared by layer 'first' on the client and layer 'tied' on the server"):
+        split_model(model, layer="cut_here")
