@@ -354,13 +354,18 @@ def test_corrupt_or_truncated_gzip_names_the_file(tmp_path, damage):
         load_dataset("mnist", tmp_path)
 
 
-@pytest.mark.parametrize("damage", ["not_a_zip", "truncated", "object_array", "bad_crc"])
-def test_unreadable_npz_names_the_file(tmp_path, damage):
+@pytest.mark.parametrize(("damage", "message"), [
+    ("not_a_zip", r"is not an .npz file \(a zip archive"),
+    ("truncated", "could not be read.*download it again"),
+    ("object_array", r"holds object \(pickled\) arrays, which are not loaded"),
+    ("bad_crc", "could not be read.*download it again"),
+])
+def test_unreadable_npz_names_the_file(tmp_path, damage, message):
     path = tmp_path / "mnist.npz"
     x_train, y_train, x_test, y_test = idx_arrays()
     np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     if damage == "not_a_zip":
-        path.write_bytes(b"PK\x03\x04 but not really a zip archive at all")
+        path.write_bytes(b"just some text")
     elif damage == "truncated":
         truncate(path)
     elif damage == "object_array":
@@ -370,7 +375,7 @@ def test_unreadable_npz_names_the_file(tmp_path, damage):
         raw[200] ^= 0xFF
         path.write_bytes(bytes(raw))
 
-    with pytest.raises(ValueError, match=r"mnist.npz could not be read.*download it again"):
+    with pytest.raises(ValueError, match=f"mnist.npz {message}"):
         load_dataset("mnist", path)
 
 
@@ -387,6 +392,18 @@ def test_truncated_cifar_batches_name_the_file(tmp_path):
     (folder / "data_batch_3.bin").write_bytes((folder / "data_batch_3.bin").read_bytes()[:-100])
     with pytest.raises(ValueError, match="data_batch_3.bin is 6046 bytes.*truncated or corrupt"):
         load_dataset("cifar", tmp_path / "bin")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: load_dataset(123), "dataset name must be a string"),
+    (lambda: load_dataset("mnist", ""), "data_dir is empty"),
+    (lambda: indices_by_class(np.array([0, 1]), 1.5), "count must be a whole number"),
+    (lambda: indices_by_class(np.array([], np.int64), 1), "there are no labels"),
+    (lambda: first_index_per_class(np.array([0, 1]), 0), "num_classes must be at least 1"),
+])
+def test_wrong_arguments_get_a_message_not_a_traceback(call, message):
+    with pytest.raises((ValueError, DataUnavailableError), match=message):
+        call()
 
 
 def test_fingerprint_sees_every_row_label_dtype_and_name():

@@ -262,3 +262,25 @@ def test_fit_refuses_inputs_it_cannot_train_on(x, y, message):
         trainer.fit(x, y)
     with pytest.raises(ValueError, match=message):
         trainer.evaluate(x, y)
+
+
+def test_trainers_refuse_parts_they_cannot_pass_one_tensor_between():
+    import keras
+
+    from unsplit_tf.protocol import UShapedTrainer
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, name="hidden")(inputs)
+    two_outputs = keras.Model(inputs, [keras.layers.Dense(2, name="a")(hidden), keras.layers.Dense(2, name="b")(hidden)])
+    split = split_model(two_outputs, layer="hidden")
+    with pytest.raises(ValueError, match="has 2 outputs"):
+        SplitTrainer(split.client, split.server)
+    with pytest.raises(ValueError, match="expected the keras.Model parts of a split"):
+        SplitTrainer("client", "server")
+    with pytest.raises(ValueError, match="takes the UShapedSplit"):
+        UShapedTrainer(split_model(mnist_net(), depth=2))
+
+
+def test_predict_logits_of_no_rows_is_empty():
+    split = split_model(mnist_net(), depth=2)
+    assert SplitTrainer(split.client, split.server).predict_logits(np.zeros((0, 28, 28, 1))).shape == (0, 10)

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from unsplit_tf._validation import at_least
+
 DATASET_NAMES: tuple[str, ...] = ("mnist", "f_mnist", "cifar")
 
 ALIASES = {
@@ -95,6 +97,8 @@ class Dataset:
 
 def canonical_name(name: str) -> str:
     """Map a dataset name or alias (any case) to one of DATASET_NAMES."""
+    if not isinstance(name, str):
+        raise ValueError(f"a dataset name must be a string such as {DATASET_NAMES[0]!r}, got {name!r}")
     key = name.strip().lower()
     if key in DATASET_NAMES:
         return key
@@ -115,6 +119,7 @@ def first_index_per_class(labels: np.ndarray, num_classes: int = 10) -> np.ndarr
     Used to pick the attack targets ("the first test image of each class").
     """
     labels = np.asarray(labels)
+    at_least("num_classes", num_classes, 1)
     if labels.ndim != 1:
         raise ValueError(f"labels must be class indices of shape (N,), got shape {labels.shape}")
     missing = [c for c in range(num_classes) if not np.any(labels == c)]
@@ -133,8 +138,9 @@ def indices_by_class(labels: np.ndarray, count: int) -> np.ndarray:
     keep the classes balanced.
     """
     labels = np.asarray(labels)
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
+    count = at_least("count", count, 1)
+    if not labels.size:
+        raise ValueError(f"asked for {count} examples but there are no labels")
     per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     order = [indices[rank] for rank in range(max(map(len, per_class))) for indices in per_class if rank < len(indices)]
     if count > len(order):
@@ -151,6 +157,9 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     """
     name = canonical_name(name)
     if data_dir is not None:
+        if not str(data_dir).strip():
+            raise DataUnavailableError("data_dir is empty; pass the folder or .npz file that holds the data, or leave "
+                                       "it out to search this machine")
         return _load_from_data_dir(name, Path(data_dir))
 
     looked: list[str] = []
@@ -395,7 +404,10 @@ def _read_cifar_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(
             f"{path} is not a CIFAR-10 batch: it needs b'data' (N x 3072 uint8) and b'labels'; download it again."
         )
-    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.asarray(labels)
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),):
+        raise ValueError(f"{path} holds {len(images)} images but labels of shape {labels.shape}; download it again.")
+    return images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
 
 
 class _RefusedGlobal(pickle.UnpicklingError):
@@ -461,14 +473,24 @@ def _read_npz(name: str, path: Path) -> Dataset:
 
 def _read_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """The arrays of one layout (x_train, y_train, x_test, y_test, or x, y) read from `path`, whole."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            keys = set(arrays.files)
-            for wanted in (("x_train", "y_train", "x_test", "y_test"), ("x", "y")):
-                if set(wanted) <= keys:
-                    return {key: arrays[key] for key in wanted}
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as error:
-        raise ValueError(_unreadable(path, error)) from None
+    with open(path, "rb") as file:
+        if file.read(4) not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path} is not an .npz file (a zip archive of .npy arrays); save the data with "
+                             f"np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...).")
+        file.seek(0)
+        try:
+            with np.load(file, allow_pickle=False) as arrays:
+                keys = set(arrays.files)
+                for wanted in (("x_train", "y_train", "x_test", "y_test"), ("x", "y")):
+                    if set(wanted) <= keys:
+                        return {key: arrays[key] for key in wanted}
+        except ValueError as error:
+            if "pickle" in str(error) or "Object arrays" in str(error):
+                raise ValueError(f"{path} holds object (pickled) arrays, which are not loaded because unpickling "
+                                 f"can run code; save plain numeric arrays with np.savez.") from None
+            raise ValueError(_unreadable(path, error)) from None
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+            raise ValueError(_unreadable(path, error)) from None
     raise ValueError(f"{path} holds arrays {sorted(keys)}; expected x_train, y_train, "
                      f"x_test, y_test, or x and y.")
 

@@ -89,6 +89,7 @@ class _Trainer:
     record_type: type
 
     def __init__(self, parts: list[keras.Model], config: TrainConfig) -> None:
+        _check_parts(parts)
         self.config = config
         self.steps_done = 0
         self._shuffle = np.random.default_rng(config.seed)
@@ -141,7 +142,10 @@ class _Trainer:
 
     def predict_logits(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """The whole model's logits, in batches."""
-        return np.concatenate([self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)])
+        x = np.asarray(x, dtype=np.float32)
+        batch_size = at_least("batch_size", batch_size, 1)
+        logits = [self._predict(tf.constant(x[i : i + batch_size])).numpy() for i in range(0, len(x), batch_size)]
+        return np.concatenate(logits) if logits else np.zeros((0, self._num_classes), np.float32)
 
     def evaluate(self, x: np.ndarray | tf.data.Dataset, y: np.ndarray | None = None) -> float:
         """Accuracy of the whole model on arrays (x, y) or on a finite `tf.data.Dataset` of (images, labels) batches."""
@@ -185,6 +189,7 @@ class SplitTrainer(_Trainer):
     record_type = WireRecord
 
     def __init__(self, client: keras.Model, server: keras.Model, config: TrainConfig = TrainConfig()) -> None:
+        _check_parts([client, server])
         if tuple(client.output.shape[1:]) != tuple(server.input.shape[1:]):
             raise ValueError(
                 f"client output shape {tuple(client.output.shape[1:])} does not match server input shape "
@@ -213,6 +218,19 @@ class SplitTrainer(_Trainer):
         )
         self.client_optimizer.apply_gradients(zip(client_grads, self.client.trainable_variables))
         return loss, activations, activation_grads
+
+
+def _check_parts(parts: list) -> None:
+    """Each party's model must be a Keras model with one input and one output: a trainer passes one tensor along."""
+    for part in parts:
+        if not isinstance(part, keras.Model):
+            raise ValueError(f"expected the keras.Model parts of a split (split_model(...).client / .server), "
+                             f"got {type(part).__name__}")
+        for what, tensors in (("inputs", part.inputs), ("outputs", part.outputs)):
+            if len(tensors) != 1:
+                raise ValueError(f"model '{part.name}' has {len(tensors)} {what}; split-learning training passes one "
+                                 f"tensor between parties, so every part needs one input and one output "
+                                 f"(the server's output: the logits)")
 
 
 def _check_xy(x, y, input_shape, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -438,6 +456,9 @@ class UShapedTrainer(_Trainer):
     record_type = UShapedWireRecord
 
     def __init__(self, split: UShapedSplit, config: TrainConfig = TrainConfig()) -> None:
+        if not isinstance(split, UShapedSplit):
+            raise ValueError(f"UShapedTrainer takes the UShapedSplit of split_u_shaped(model, depth=...), got {type(split).__name__}")
+        _check_parts([split.client_bottom, split.server, split.client_head])
         self.client_bottom, self.server, self.client_head = split.client_bottom, split.server, split.client_head
         for sender, receiver, what in (
             (self.client_bottom, self.server, "client bottom output / server input"),

@@ -18,6 +18,7 @@ import numpy as np
 from keras import layers
 
 from unsplit_tf import _keras_graph
+from unsplit_tf._validation import at_least
 from unsplit_tf._keras_graph import nodes_in
 
 # Layers that move or drop values without computing a feature: they do not count towards depth.
@@ -101,10 +102,15 @@ def split_u_shaped(model: keras.Model, *, depth: int, head_layers: int = 1) -> U
     """
     model = as_functional(model)
     counted = counted_layers(model)
-    if head_layers < 1:
-        raise ValueError(f"head_layers must be at least 1, got {head_layers}")
+    head_layers = at_least("head_layers", head_layers, 1)
+    depth = at_least("depth", depth, 0)
     head_start = len(counted) - head_layers  # index of the first head layer
-    if not 0 <= depth < head_start - 1:
+    if head_start < 2:
+        raise ValueError(
+            f"a head of {head_layers} layer(s) leaves no room for a bottom and a server part in model '{model.name}' "
+            f"({len(counted)} counted layers): choose head_layers in 1..{len(counted) - 2}"
+        )
+    if not depth < head_start - 1:
         raise ValueError(
             f"depth {depth} leaves no layer for the server in model '{model.name}' with a head of "
             f"{head_layers} layer(s): choose depth in 0..{head_start - 2}"
@@ -125,7 +131,7 @@ def clone_architecture(model: keras.Model, *, seed: int = 0) -> keras.Model:
     initialised with that same seed would otherwise hand the attacker its initial
     weights, knowledge no real server has. Seeds Keras' global random state.
     """
-    keras.utils.set_random_seed(attacker_seed(seed))
+    keras.utils.set_random_seed(attacker_seed(at_least("seed", seed, 0)))
     clone = keras.models.clone_model(as_functional(model))
     clone.name = f"{model.name}_clone"
     return clone
@@ -143,6 +149,8 @@ def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> k
     if (depth is None) == (layer is None):
         raise ValueError("give exactly one of depth= or layer= to say where to cut")
     if layer is not None:
+        if not isinstance(layer, str):
+            raise ValueError(f"layer= takes a layer name (a string), got {layer!r}; use depth= for a number")
         cut = find_layer(model, layer)
         if isinstance(cut, layers.InputLayer):
             raise ValueError(f"layer '{layer}' is the model's input: cutting there leaves nothing for the client")
@@ -150,7 +158,9 @@ def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> k
             raise ValueError(f"layer '{layer}' is an output layer: cutting there leaves nothing for the server")
         return cut
     counted = counted_layers(model)
-    if not isinstance(depth, int) or not 0 <= depth <= len(counted) - 2:
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        depth = at_least("depth", depth, 0)  # numpy integers pass; True, 2.0 and "2" get a message
+    if not 0 <= depth <= len(counted) - 2:
         raise ValueError(
             f"depth {depth} is out of range for model '{model.name}': valid depths are 0..{len(counted) - 2} "
             f"(0 cuts after '{counted[0].name}', {len(counted) - 2} after '{counted[-2].name}'; "
