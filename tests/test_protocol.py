@@ -240,6 +240,7 @@ def test_fit_and_evaluate_take_a_finite_tf_data_dataset(rng):
     (lambda x, y: tf.data.Dataset.from_tensor_slices({"image": x, "label": y}).batch(4), r"\(images, labels\) pairs"),
     (lambda x, y: tf.data.Dataset.from_tensor_slices((x, y.astype(np.float32))).batch(4), "integer class indices"),
     (lambda x, y: tf.data.Dataset.from_tensor_slices((x[:, :14], y)).batch(4), r"expects \(28, 28, 1\)"),
+    (lambda x, y: tf.data.Dataset.from_tensor_slices(((x * 255).astype(np.uint8), y)).batch(4), "yields uint8 images"),
 ])
 def test_unusable_tf_data_datasets_are_refused(rng, make, message):
     split = split_model(mnist_net(), depth=2)
@@ -254,6 +255,7 @@ def test_unusable_tf_data_datasets_are_refused(rng, make, message):
     (np.full((2, 28, 28, 1), np.nan, np.float32), np.zeros(2, np.int64), "NaN or infinite"),
     (np.zeros((2, 28, 28, 1), np.float32), np.array([0, 10]), r"class indices 0\.\.9 .*found 0\.\.10"),
     (np.zeros((2, 28, 28, 1), np.float32), np.array([0.0, 1.0]), "integer class indices"),
+    (np.zeros((2, 28, 28, 1), np.uint8), np.array([0, 1]), r"inputs must be floats, got dtype uint8; .* x / 255"),
 ])
 def test_fit_refuses_inputs_it_cannot_train_on(x, y, message):
     split = split_model(mnist_net(), depth=2)
@@ -262,6 +264,19 @@ def test_fit_refuses_inputs_it_cannot_train_on(x, y, message):
         trainer.fit(x, y)
     with pytest.raises(ValueError, match=message):
         trainer.evaluate(x, y)
+
+
+def test_u_shaped_trainer_takes_a_tf_data_dataset(rng):
+    from unsplit_tf.protocol import UShapedTrainer
+    from unsplit_tf.split import split_u_shaped
+
+    trainer = UShapedTrainer(split_u_shaped(mnist_net(), depth=2), TrainConfig(epochs=2))
+    x, y = learnable_images(rng, 64)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    records = []
+    losses = trainer.fit(batches, on_step=records.append)
+    assert len(records) == 8 and records[0].head_kernel_gradient.shape == (84, 10) and losses[1] < losses[0]
+    assert trainer.evaluate(batches) == pytest.approx(trainer.evaluate(x, y))
 
 
 def test_trainers_refuse_parts_they_cannot_pass_one_tensor_between():

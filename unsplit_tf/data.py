@@ -219,7 +219,7 @@ def dataset_fingerprint(data: Dataset) -> str:
     """A hash of everything in `data` that training sees: its name, and every array's name, dtype, shape and bytes.
 
     Keys caches and sweep cells, so two datasets that differ in a single pixel or label get different keys.
-    SHA-256 over all the bytes: about 0.1 s for 60,000 float32 28x28 images.
+    SHA-256 over all the bytes: 0.1 to 0.4 s for the 220 MB of Fashion-MNIST (70,000 float32 images) on 2 CPU cores.
     """
     digest = hashlib.sha256(f"dataset {data.name}".encode())
     for field in ("x_train", "y_train", "x_test", "y_test"):

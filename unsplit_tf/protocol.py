@@ -246,8 +246,9 @@ def _check_xy(x, y, input_shape, num_classes: int) -> tuple[np.ndarray, np.ndarr
         raise ValueError(f"{len(x)} inputs but {len(y)} labels")
     if not len(x):
         raise ValueError("no examples: the inputs have 0 rows")
-    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"inputs must be numbers, got dtype {x.dtype}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"inputs must be floats, got dtype {x.dtype}; convert them (uint8 images: x / 255, "
+                         "the scale load_dataset gives)")
     x = np.asarray(x, dtype=np.float32)
     _check_batch(x, y, num_classes)
     return x, y.astype(np.int64)
@@ -274,6 +275,9 @@ def _check_dataset(dataset: tf.data.Dataset, input_shape) -> None:
         raise ValueError(f"the tf.data.Dataset must yield (images, labels) pairs of tensors; its elements are {spec}. "
                          "Map them to pairs, e.g. dataset.map(lambda e: (e['image'], e['label']))")
     x_spec, y_spec = spec
+    if not x_spec.dtype.is_floating:
+        raise ValueError(f"the tf.data.Dataset yields {x_spec.dtype.name} images; convert them to floats "
+                         "(uint8 images: x / 255, the scale load_dataset gives)")
     if x_spec.shape.rank == len(input_shape):
         raise ValueError(f"the tf.data.Dataset yields single images of shape {tuple(x_spec.shape)}; batch it with .batch(n)")
     if x_spec.shape.rank != len(input_shape) + 1 or not x_spec.shape[1:].is_compatible_with(input_shape):
