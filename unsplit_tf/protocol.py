@@ -89,7 +89,6 @@ class _Trainer:
     record_type: type
 
     def __init__(self, parts: list[keras.Model], config: TrainConfig) -> None:
-        _check_parts(parts)
         self.config = config
         self.steps_done = 0
         self._shuffle = np.random.default_rng(config.seed)
@@ -170,7 +169,7 @@ class _Trainer:
     def _batches(self, x, y, *, shuffle: bool, batch_size: int | None = None) -> Iterator[tuple[np.ndarray, tf.Tensor, tf.Tensor]]:
         """(row indices, images, labels) per batch: shuffled slices of arrays, or a dataset's batches in order."""
         if isinstance(x, tf.data.Dataset):
-            yield from _dataset_batches(x, self._input_shape, self._num_classes)
+            yield from _dataset_batches(x, self._num_classes)
             return
         batch = batch_size or self.config.batch_size
         order = self._shuffle.permutation(len(x)) if shuffle else np.arange(len(x))
@@ -288,7 +287,7 @@ def _check_dataset(dataset: tf.data.Dataset, input_shape) -> None:
                          f"got {y_spec.dtype.name} {tuple(y_spec.shape)}")
 
 
-def _dataset_batches(dataset: tf.data.Dataset, input_shape, num_classes: int) -> Iterator[tuple[np.ndarray, tf.Tensor, tf.Tensor]]:
+def _dataset_batches(dataset: tf.data.Dataset, num_classes: int) -> Iterator[tuple[np.ndarray, tf.Tensor, tf.Tensor]]:
     """A checked dataset's batches as (positions in this pass, float32 images, int64 labels)."""
     position = 0
     for x, y in dataset:
@@ -377,8 +376,14 @@ def train_reference_net(
     trainer = SplitTrainer(split.client, split.server, config)
     trainer.fit(data.x_train, data.y_train, on_epoch=on_epoch)
     accuracy = trainer.evaluate(data.x_test, data.y_test)
-    _write_atomically(path, model.save)
-    record = {"key": key, "model_sha256": _file_sha256(path), "test_accuracy": accuracy, "source": data.source}
+    saved = []  # the hash of the file this process wrote, not of whatever a concurrent run renamed over it
+
+    def save(temporary: Path) -> None:
+        model.save(temporary)
+        saved.append(_file_sha256(temporary))
+
+    _write_atomically(path, save)
+    record = {"key": key, "model_sha256": saved[0], "test_accuracy": accuracy, "source": data.source}
     _write_atomically(meta_path, lambda temporary: temporary.write_text(json.dumps(record, indent=2)))
     return TrainedModel(model, accuracy, config, data.name, path, from_cache=False, cache_key=key)
 
