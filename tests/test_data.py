@@ -262,20 +262,23 @@ def test_indices_by_class_takes_classes_in_turn():
 # --- no code from data, no silent wrong data -----------------------------------
 
 
-def write_cifar_python_folder(folder, batches, protocol):
-    """Batches laid out as the real ones: a dict of bytes keys, b'data' a uint8 array, b'labels' a list."""
+def write_cifar_python_folder(folder, batches, protocol, numpy_1_names=False):
+    """Batches laid out as the real ones: a dict of bytes keys, b'data' a uint8 array, b'labels' a list.
+
+    The real files name numpy 1's `numpy.core.multiarray`; `numpy_1_names` writes that name (numpy 2 writes `numpy._core`).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for file, (images, labels) in zip(data.CIFAR_PYTHON_FILES, batches):
         batch = {b"batch_label": file.encode(), b"labels": labels.tolist(), b"data": chw_rows(images),
                  b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}
-        with open(folder / file, "wb") as handle:
-            pickle.dump(batch, handle, protocol=protocol)
+        raw = pickle.dumps(batch, protocol=protocol)
+        (folder / file).write_bytes(raw.replace(b"numpy._core.", b"numpy.core.") if numpy_1_names else raw)
 
 
-@pytest.mark.parametrize("protocol", [2, 5])
-def test_cifar_python_batches_laid_out_as_the_real_ones_load(tmp_path, protocol):
+@pytest.mark.parametrize(("protocol", "numpy_1_names"), [(2, False), (2, True), (5, False)])
+def test_cifar_python_batches_laid_out_as_the_real_ones_load(tmp_path, protocol, numpy_1_names):
     batches = cifar_batches()
-    write_cifar_python_folder(tmp_path / "cifar-10-batches-py", batches, protocol)
+    write_cifar_python_folder(tmp_path / "cifar-10-batches-py", batches, protocol, numpy_1_names)
 
     dataset = load_dataset("cifar", tmp_path)
 
