@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from unsplit_tf import data
-from unsplit_tf.data import DataUnavailableError, canonical_name, first_index_per_class, indices_by_class, load_dataset
+from unsplit_tf.data import (
+    Dataset,
+    DataUnavailableError,
+    canonical_name,
+    dataset_fingerprint,
+    first_index_per_class,
+    indices_by_class,
+    load_dataset,
+)
 
 RNG = np.random.default_rng(1234)
 
@@ -34,7 +42,8 @@ def random_images(count, shape):
 
 
 def random_labels(count):
-    return RNG.integers(0, 10, size=count, dtype=np.uint8)
+    """Labels in a random order that hold two classes or more whenever count >= 2 (one class is refused)."""
+    return RNG.permutation(np.arange(count) % 10).astype(np.uint8)
 
 
 def write_idx(path, array, compress):
@@ -248,3 +257,172 @@ def test_indices_by_class_takes_classes_in_turn():
     np.testing.assert_array_equal(indices_by_class(labels, 7), [1, 2, 0, 3, 5, 4, 6])
     with pytest.raises(ValueError, match="only 7"):
         indices_by_class(labels, 8)
+
+
+# --- no code from data, no silent wrong data -----------------------------------
+
+
+def write_cifar_python_folder(folder, batches, protocol, numpy_1_names=False):
+    """Batches laid out as the real ones: a dict of bytes keys, b'data' a uint8 array, b'labels' a list.
+
+    The real files name numpy 1's `numpy.core.multiarray`; `numpy_1_names` writes that name (numpy 2 writes `numpy._core`).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, (images, labels) in zip(data.CIFAR_PYTHON_FILES, batches):
+        batch = {b"batch_label": file.encode(), b"labels": labels.tolist(), b"data": chw_rows(images),
+                 b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}
+        raw = pickle.dumps(batch, protocol=protocol)
+        (folder / file).write_bytes(raw.replace(b"numpy._core.", b"numpy.core.") if numpy_1_names else raw)
+
+
+@pytest.mark.parametrize(("protocol", "numpy_1_names"), [(2, False), (2, True), (5, False)])
+def test_cifar_python_batches_laid_out_as_the_real_ones_load(tmp_path, protocol, numpy_1_names):
+    batches = cifar_batches()
+    write_cifar_python_folder(tmp_path / "cifar-10-batches-py", batches, protocol, numpy_1_names)
+
+    dataset = load_dataset("cifar", tmp_path)
+
+    assert_dataset(dataset, np.concatenate([x for x, _ in batches[:5]]),
+                   np.concatenate([y for _, y in batches[:5]]), *batches[5])
+
+
+class _WritesMarker:
+    """A pickle payload that, when unpickled by plain pickle.load, writes a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",)
+
+
+def test_cifar_python_batch_that_would_run_code_is_refused_without_running_it(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    write_cifar_python_folder(folder, cifar_batches(), protocol=2)
+    marker = tmp_path / "marker"
+    with open(folder / "data_batch_1", "wb") as handle:
+        pickle.dump({b"data": _WritesMarker(marker), b"labels": [0, 1]}, handle, protocol=2)
+
+    with pytest.raises(ValueError, match=r"data_batch_1 is not a plain CIFAR-10 python batch.*'(__builtin__|builtins).exec'.*binary batches"):
+        load_dataset("cifar", tmp_path)
+    assert not marker.exists()
+
+
+def idx_arrays():
+    return random_images(4, (28, 28)), random_labels(4), random_images(2, (28, 28)), random_labels(2)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_float_images_with_nan_or_inf_pixels_are_refused(tmp_path, bad):
+    x_train = random_images(4, (28, 28, 1)) / np.float32(255)
+    x_train[2, 5, 5, 0] = bad
+    path = tmp_path / "mnist.npz"
+    np.savez(path, x_train=x_train, y_train=random_labels(4), x_test=x_train[:2], y_test=random_labels(2))
+
+    with pytest.raises(ValueError, match=r"mnist.npz: 1 pixel value\(s\) are NaN or infinite"):
+        load_dataset("mnist", path)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"x_train": np.zeros((0, 28, 28), np.uint8), "y_train": np.zeros(0, np.uint8)}, "the training split has 0 examples"),
+    ({"x_test": np.zeros((0, 28, 28), np.uint8), "y_test": np.zeros(0, np.uint8)}, "the test split has 0 examples"),
+    ({"y_train": np.array([0, 1, 2, 10], np.uint8)}, r"labels must be class indices 0\.\.9, found 0\.\.10"),
+    ({"y_train": np.array([0, 1, -1, 2], np.int64)}, r"0\.\.9, found -1\.\.2"),
+    ({"y_train": np.full(4, 3, np.uint8)}, "every training label is class 3; a classifier needs at least 2 classes"),
+])
+def test_degenerate_data_is_refused_naming_the_file(tmp_path, arrays, message):
+    x_train, y_train, x_test, y_test = idx_arrays()
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **{"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test, **arrays})
+
+    with pytest.raises(ValueError, match=message) as error:
+        load_dataset("mnist", path)
+    assert str(path) in str(error.value)
+
+
+def corrupt_gzip(path):
+    path.write_bytes(b"this is not gzip")
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", [corrupt_gzip, truncate])
+def test_corrupt_or_truncated_gzip_names_the_file(tmp_path, damage):
+    write_idx_folder(tmp_path, *idx_arrays())
+    damage(tmp_path / "train-images-idx3-ubyte.gz")
+
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz could not be read.*corrupt or truncated"):
+        load_dataset("mnist", tmp_path)
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("not_a_zip", r"is not an .npz file \(a zip archive"),
+    ("truncated", "could not be read.*download it again"),
+    ("object_array", r"holds object \(pickled\) arrays, which are not loaded"),
+    ("bad_crc", "could not be read.*download it again"),
+])
+def test_unreadable_npz_names_the_file(tmp_path, damage, message):
+    path = tmp_path / "mnist.npz"
+    x_train, y_train, x_test, y_test = idx_arrays()
+    np.savez_compressed(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    if damage == "not_a_zip":
+        path.write_bytes(b"just some text")
+    elif damage == "truncated":
+        truncate(path)
+    elif damage == "object_array":
+        np.savez(path, x_train=np.array([x_train], dtype=object), y_train=y_train, x_test=x_test, y_test=y_test)
+    else:  # flip a byte inside the compressed x_train member
+        raw = bytearray(path.read_bytes())
+        raw[200] ^= 0xFF
+        path.write_bytes(bytes(raw))
+
+    with pytest.raises(ValueError, match=f"mnist.npz {message}"):
+        load_dataset("mnist", path)
+
+
+def test_truncated_cifar_batches_name_the_file(tmp_path):
+    write_cifar_python_folder(tmp_path / "py" / "cifar-10-batches-py", cifar_batches(), protocol=2)
+    truncate(tmp_path / "py" / "cifar-10-batches-py" / "test_batch")
+    with pytest.raises(ValueError, match="test_batch could not be read.*corrupt or truncated"):
+        load_dataset("cifar", tmp_path / "py")
+
+    folder = tmp_path / "bin" / "cifar-10-batches-bin"
+    folder.mkdir(parents=True)
+    for file, (images, labels) in zip(data.CIFAR_BINARY_FILES, cifar_batches()):
+        (folder / file).write_bytes(np.hstack([labels[:, None], chw_rows(images)]).tobytes())
+    (folder / "data_batch_3.bin").write_bytes((folder / "data_batch_3.bin").read_bytes()[:-100])
+    with pytest.raises(ValueError, match="data_batch_3.bin is 6046 bytes.*truncated or corrupt"):
+        load_dataset("cifar", tmp_path / "bin")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: load_dataset(123), "dataset name must be a string"),
+    (lambda: load_dataset("mnist", ""), "data_dir is empty"),
+    (lambda: indices_by_class(np.array([0, 1]), 1.5), "count must be a whole number"),
+    (lambda: indices_by_class(np.array([], np.int64), 1), "there are no labels"),
+    (lambda: first_index_per_class(np.array([0, 1]), 0), "num_classes must be at least 1"),
+])
+def test_wrong_arguments_get_a_message_not_a_traceback(call, message):
+    with pytest.raises((ValueError, DataUnavailableError), match=message):
+        call()
+
+
+def test_fingerprint_sees_every_row_label_dtype_and_name():
+    x = RNG.random((1000, 28, 28, 1), dtype=np.float32)
+    y = random_labels(1000).astype(np.int64)
+
+    def dataset(x_train=x, y_train=y, name="mnist"):
+        return Dataset(name, x_train, y_train, x[:10], y[:10], "synthetic", data.CLASS_NAMES["mnist"])
+
+    reference = dataset_fingerprint(dataset())
+    assert dataset_fingerprint(dataset(x.copy(), y.copy())) == reference
+    one_pixel = x.copy()
+    one_pixel[778, 13, 13, 0] += 0.5  # a row the old every-(len // 256)-th-row sample skipped
+    one_label = y.copy()
+    one_label[501] = (one_label[501] + 1) % 10
+    variants = [dataset(one_pixel), dataset(y_train=one_label), dataset(name="f_mnist"),
+                dataset(x.astype(np.float64)), dataset(x.reshape(1000, 28, 1, 28))]
+    fingerprints = {dataset_fingerprint(variant) for variant in variants}
+    assert reference not in fingerprints and len(fingerprints) == len(variants)

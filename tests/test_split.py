@@ -164,3 +164,48 @@ def test_u_shaped_split_composes_to_the_model(rng):
 def test_u_shaped_split_needs_a_server_part():
     with pytest.raises(ValueError, match=r"choose depth in 0\.\.8"):
         split_u_shaped(mnist_net(), depth=9)
+
+
+def test_layer_applied_on_both_sides_of_the_cut_is_refused():
+    shared = layers.Dense(4, name="shared")
+    inputs = keras.Input((4,))
+    x = layers.ReLU(name="first_relu")(shared(inputs))
+    model = keras.Model(inputs, layers.Dense(2, name="out")(shared(x)))
+    with pytest.raises(ValueError, match="layer 'shared' is applied on both sides of the cut after 'first_relu'"):
+        split_model(model, layer="first_relu")
+
+
+def test_weight_shared_by_a_client_and_a_server_layer_is_refused():
+    class Tied(layers.Layer):
+        """A dense layer that reuses another layer's kernel (weight tying)."""
+
+        def __init__(self, source, **kwargs):
+            super().__init__(**kwargs)
+            self.source = source
+
+        def call(self, x):
+            return x @ self.source.kernel
+
+    first = layers.Dense(4, use_bias=False, name="first")
+    inputs = keras.Input((4,))
+    x = layers.ReLU(name="cut_here")(first(inputs))
+    model = keras.Model(inputs, layers.Dense(2, name="out")(Tied(first, name="tied")(x)))
+    with pytest.raises(ValueError, match="shared by layer 'first' on the client and layer 'tied' on the server"):
+        split_model(model, layer="cut_here")
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda m: split_model(m, depth=True), "depth must be a whole number, got True"),
+    (lambda m: split_model(m, depth=2.0), "depth must be a whole number, got 2.0"),
+    (lambda m: split_model(m, layer=5), r"layer= takes a layer name \(a string\)"),
+    (lambda m: split_u_shaped(m, depth=2, head_layers=100), r"choose head_layers in 1\.\.9"),
+    (lambda m: split_u_shaped(m, depth=2, head_layers=1.5), "head_layers must be a whole number"),
+    (lambda m: clone_architecture(m, seed=-1), "seed must be at least 0"),
+])
+def test_wrong_arguments_get_a_message_not_a_traceback(call, message):
+    with pytest.raises(ValueError, match=message):
+        call(mnist_net())
+
+
+def test_numpy_integer_depth_is_a_depth():
+    assert split_model(mnist_net(), depth=np.int64(2)).cut_layer == "pool1"

@@ -17,6 +17,10 @@ import keras
 import numpy as np
 from keras import layers
 
+from unsplit_tf import _keras_graph
+from unsplit_tf._validation import at_least
+from unsplit_tf._keras_graph import nodes_in
+
 # Layers that move or drop values without computing a feature: they do not count towards depth.
 STRUCTURAL_LAYERS = (layers.InputLayer, layers.Flatten, layers.Reshape, layers.Permute, layers.Dropout)
 
@@ -59,7 +63,7 @@ def as_functional(model: keras.Model) -> keras.Model:
         for layer in model.layers:
             x = layer(x)
         return keras.Model(inputs, x, name=model.name)
-    if not hasattr(model, "_inbound_nodes") or not getattr(model, "_operations", None) or not model.inputs:
+    if not _keras_graph.is_graph_model(model):
         raise ValueError(
             f"model '{model.name}' is a subclassed keras.Model: its layers form no graph that can be cut. "
             "Rebuild it with the functional API (keras.Input ... keras.Model(inputs, outputs)) or keras.Sequential"
@@ -76,8 +80,9 @@ def split_model(model: keras.Model, *, depth: int | None = None, layer: str | No
     """Cut `model` after counted layer `depth`, or after the layer named `layer`.
 
     Raises ValueError when the cut is impossible: depth out of range, unknown
-    layer, a layer with several outputs or uses, or a skip connection that
-    crosses the cut (the server would need a second tensor from the client).
+    layer, a layer with several outputs or uses, a skip connection that
+    crosses the cut (the server would need a second tensor from the client),
+    or a layer or weight used on both sides (both parties would train it).
     """
     model = as_functional(model)
     cut = _cut_layer(model, depth=depth, layer=layer)
@@ -85,6 +90,7 @@ def split_model(model: keras.Model, *, depth: int | None = None, layer: str | No
     _check_separates(model, cut_tensor, cut.name)
     client = keras.Model(model.input, cut_tensor, name=f"{model.name}_client")
     server = keras.Model(cut_tensor, model.output, name=f"{model.name}_server")
+    _check_nothing_shared(client, server, cut.name)
     return Split(client=client, server=server, cut_layer=cut.name, depth=_depth_of(model, cut))
 
 
@@ -96,10 +102,15 @@ def split_u_shaped(model: keras.Model, *, depth: int, head_layers: int = 1) -> U
     """
     model = as_functional(model)
     counted = counted_layers(model)
-    if head_layers < 1:
-        raise ValueError(f"head_layers must be at least 1, got {head_layers}")
+    head_layers = at_least("head_layers", head_layers, 1)
+    depth = at_least("depth", depth, 0)
     head_start = len(counted) - head_layers  # index of the first head layer
-    if not 0 <= depth < head_start - 1:
+    if head_start < 2:
+        raise ValueError(
+            f"a head of {head_layers} layer(s) leaves no room for a bottom and a server part in model '{model.name}' "
+            f"({len(counted)} counted layers): choose head_layers in 1..{len(counted) - 2}"
+        )
+    if not depth < head_start - 1:
         raise ValueError(
             f"depth {depth} leaves no layer for the server in model '{model.name}' with a head of "
             f"{head_layers} layer(s): choose depth in 0..{head_start - 2}"
@@ -120,7 +131,7 @@ def clone_architecture(model: keras.Model, *, seed: int = 0) -> keras.Model:
     initialised with that same seed would otherwise hand the attacker its initial
     weights, knowledge no real server has. Seeds Keras' global random state.
     """
-    keras.utils.set_random_seed(attacker_seed(seed))
+    keras.utils.set_random_seed(attacker_seed(at_least("seed", seed, 0)))
     clone = keras.models.clone_model(as_functional(model))
     clone.name = f"{model.name}_clone"
     return clone
@@ -138,14 +149,18 @@ def _cut_layer(model: keras.Model, *, depth: int | None, layer: str | None) -> k
     if (depth is None) == (layer is None):
         raise ValueError("give exactly one of depth= or layer= to say where to cut")
     if layer is not None:
+        if not isinstance(layer, str):
+            raise ValueError(f"layer= takes a layer name (a string), got {layer!r}; use depth= for a number")
         cut = find_layer(model, layer)
         if isinstance(cut, layers.InputLayer):
             raise ValueError(f"layer '{layer}' is the model's input: cutting there leaves nothing for the client")
-        if cut is model.layers[-1] or any(cut is out._keras_history.operation for out in model.outputs):
+        if cut is model.layers[-1] or any(cut is _keras_graph.producer(out) for out in model.outputs):
             raise ValueError(f"layer '{layer}' is an output layer: cutting there leaves nothing for the server")
         return cut
     counted = counted_layers(model)
-    if not isinstance(depth, int) or not 0 <= depth <= len(counted) - 2:
+    if not isinstance(depth, int) or isinstance(depth, bool):
+        depth = at_least("depth", depth, 0)  # numpy integers pass; True, 2.0 and "2" get a message
+    if not 0 <= depth <= len(counted) - 2:
         raise ValueError(
             f"depth {depth} is out of range for model '{model.name}': valid depths are 0..{len(counted) - 2} "
             f"(0 cuts after '{counted[0].name}', {len(counted) - 2} after '{counted[-2].name}'; "
@@ -164,18 +179,13 @@ def find_layer(model: keras.Model, name: str) -> keras.layers.Layer:
     return model.get_layer(name)
 
 
-def nodes_in(model: keras.Model, layer: keras.layers.Layer) -> list:
-    """The calls of `layer` inside `model`'s own graph (sub-models built from it add nodes to shared layers)."""
-    return [node for level in model._nodes_by_depth.values() for node in level if node.operation is layer]
-
-
 def _single_output(model: keras.Model, layer: keras.layers.Layer):
     nodes = nodes_in(model, layer)
     if len(nodes) != 1:
         raise ValueError(
             f"layer '{layer.name}' is used {len(nodes)} times in the model, so a cut there is ambiguous; cut at another layer"
         )
-    outputs = nodes[0].output_tensors
+    outputs = _keras_graph.node_outputs(nodes[0])
     if len(outputs) != 1:
         raise ValueError(
             f"layer '{layer.name}' has {len(outputs)} outputs; a cut must be a single tensor, so cut at another layer"
@@ -190,9 +200,24 @@ def _depth_of(model: keras.Model, cut: keras.layers.Layer) -> int:
     return sum(1 for candidate in order[: position + 1] if not isinstance(candidate, STRUCTURAL_LAYERS)) - 1
 
 
-def _parents(tensor) -> list:
-    operation, node_index, _ = tensor._keras_history
-    return list(operation._inbound_nodes[node_index].input_tensors)
+def _check_nothing_shared(client: keras.Model, server: keras.Model, cut_name: str) -> None:
+    """Raise if a layer or a weight belongs to both parts: client and server would both train it."""
+    client_layers = {id(layer) for layer in client.layers if not isinstance(layer, layers.InputLayer)}
+    for layer in server.layers:
+        if id(layer) in client_layers:
+            raise ValueError(
+                f"layer '{layer.name}' is applied on both sides of the cut after '{cut_name}': client and server "
+                "would train the same weights. Cut before its first use or after its last use"
+            )
+    client_weights = {id(weight): layer.name for layer in client.layers for weight in layer.weights}
+    for layer in server.layers:
+        for weight in layer.weights:
+            if id(weight) in client_weights:
+                raise ValueError(
+                    f"weight '{weight.path}' is shared by layer '{client_weights[id(weight)]}' on the client and "
+                    f"layer '{layer.name}' on the server (cut after '{cut_name}'): both parties would train it. "
+                    "Cut where no weight is used on both sides"
+                )
 
 
 def _check_separates(model: keras.Model, cut_tensor, cut_name: str) -> None:
@@ -203,7 +228,7 @@ def _check_separates(model: keras.Model, cut_tensor, cut_name: str) -> None:
         tensor = stack.pop()
         if id(tensor) not in client_side:
             client_side.add(id(tensor))
-            stack.extend(_parents(tensor))
+            stack.extend(_keras_graph.parents(tensor))
     seen, reaches_cut = set(), False
     stack = list(model.outputs)
     while stack:
@@ -214,8 +239,8 @@ def _check_separates(model: keras.Model, cut_tensor, cut_name: str) -> None:
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
-        consumer = tensor._keras_history.operation
-        parents = _parents(tensor)
+        consumer = _keras_graph.producer(tensor)
+        parents = _keras_graph.parents(tensor)
         if not parents:
             raise ValueError(
                 f"the server would need the model input '{consumer.name}' directly, besides the cut after "
@@ -225,7 +250,7 @@ def _check_separates(model: keras.Model, cut_tensor, cut_name: str) -> None:
             if id(parent) in client_side and parent is not cut_tensor:
                 raise ValueError(
                     f"a skip connection crosses the cut after '{cut_name}': layer '{consumer.name}' on the server "
-                    f"also reads the output of '{parent._keras_history.operation.name}' on the client. "
+                    f"also reads the output of '{_keras_graph.producer(parent).name}' on the client. "
                     "Cut before the branch starts or after the branches merge"
                 )
             stack.append(parent)
