@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from fake_runs import inversion_run
-from unsplit_tf.data import Dataset
+from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import DEFENSES, defenses_of
-from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, fingerprint
+from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun
 from unsplit_tf.reporting import write_report
 from unsplit_tf.store import ResultStore
 from unsplit_tf.sweep import (
@@ -109,7 +109,7 @@ def test_a_cell_key_is_readable_and_names_every_axis():
 
 
 def test_cells_check_their_parameters():
-    tag = fingerprint(tiny_dataset())
+    tag = dataset_fingerprint(tiny_dataset())
     with pytest.raises(ValueError, match="preset"):
         InversionCell("f_mnist", tag, 1, preset="fastest")
     with pytest.raises(ValueError, match="mode"):
@@ -128,8 +128,8 @@ def test_cells_check_their_parameters():
 
 def test_the_whole_grid_is_validated_before_any_cell_runs(tmp_path):
     data = tiny_dataset()
-    cells = plan(depths=(1, 99)) + [LabelCell("f_mnist", fingerprint(data), depth=42)]
-    cells.append(InversionCell("f_mnist", fingerprint(data), 1, targets=31, budget=TINY_BUDGET))
+    cells = plan(depths=(1, 99)) + [LabelCell("f_mnist", dataset_fingerprint(data), depth=42)]
+    cells.append(InversionCell("f_mnist", dataset_fingerprint(data), 1, targets=31, budget=TINY_BUDGET))
     runner = CountingRunner()
     with pytest.raises(ValueError) as error:
         run_sweep(cells, ResultStore(tmp_path), runner, datasets={"f_mnist": data})
@@ -205,7 +205,7 @@ def test_the_real_runner_stores_typed_records_and_images_the_report_reads(tmp_pa
     data = tiny_dataset()
     store = ResultStore(tmp_path / "results")
     cells = inversion_cells(data, [2], [("tuned", "batched")], budget=TINY_BUDGET, epochs=1, targets=2)
-    cells.append(LabelCell("f_mnist", fingerprint(data), 2, samples=12, batch_size=4))
+    cells.append(LabelCell("f_mnist", dataset_fingerprint(data), 2, samples=12, batch_size=4))
     runner = CellRunner({"f_mnist": data}, cache_dir=tmp_path / "models")
     runs = run_sweep(cells, store, runner, command="pytest").runs
 

@@ -25,6 +25,8 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from unsplit_tf.data import dataset_fingerprint
+
 SCHEMA_VERSION = 1
 """The version of the record layout; raise it whenever a field changes meaning or is removed."""
 
@@ -173,16 +175,6 @@ class Environment(Record):
         )
 
 
-def fingerprint(data: Any) -> str:
-    """A hash of ALL of a dataset (name, every array's dtype, shape and bytes): the one place runs and cells take it."""
-    digest = hashlib.sha256(data.name.encode())
-    for array in (data.x_train, data.y_train, data.x_test, data.y_test):
-        contiguous = np.ascontiguousarray(array)
-        digest.update(f"{contiguous.dtype}{contiguous.shape}".encode())
-        digest.update(contiguous.tobytes())
-    return digest.hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class DataInfo(Record):
     """Which data a run used: its name, where it came from, and a fingerprint of all of it."""
@@ -198,7 +190,7 @@ class DataInfo(Record):
     @classmethod
     def of(cls, data: Any) -> DataInfo:
         """The record of a `unsplit_tf.data.Dataset`."""
-        return cls(data.name, data.source, fingerprint(data), len(data.x_train), len(data.x_test),
+        return cls(data.name, data.source, dataset_fingerprint(data), len(data.x_train), len(data.x_test),
                    tuple(int(n) for n in data.x_train.shape[1:]), len(data.class_names))
 
 

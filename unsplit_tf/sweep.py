@@ -28,11 +28,11 @@ import keras
 from unsplit_tf import defaults
 from unsplit_tf._validation import at_least
 from unsplit_tf.attacks.inversion import MODES, preset
-from unsplit_tf.data import Dataset
+from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
 from unsplit_tf.models import reference_net
 from unsplit_tf.protocol import TrainConfig
-from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource, fingerprint
+from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource
 from unsplit_tf.runs import (
     INVERSION_FAMILIES,
     LABEL_METHOD_SETS,
@@ -109,7 +109,7 @@ class InversionCell:
 
     kind: ClassVar[str] = "inversion"
     dataset: str
-    data_tag: str  # `records.fingerprint` of the data
+    data_tag: str  # `data.dataset_fingerprint` of the data
     depth: int
     defense: DefenseSetting = NO_DEFENSE
     attack: str = "unsplit"  # the family
@@ -212,7 +212,7 @@ def inversion_cells(
     **fields: Any,
 ) -> list[InversionCell]:
     """One cell per depth × defense × (preset, mode) × seed, depth-major; `fields` set the rest (budget, epochs, ...)."""
-    tag = fingerprint(data)
+    tag = dataset_fingerprint(data)
     return [InversionCell(data.name, tag, depth, defense, preset=name, mode=mode, seed=seed, **fields)
             for depth in depths for defense in defenses for name, mode in attacks for seed in seeds]
 
@@ -235,7 +235,7 @@ def defense_cells(
     `inversion` / `labels` override cell fields of that side.
     """
     chosen = default_settings() if settings is None else [check_defense(setting) for setting in settings]
-    tag = fingerprint(data)
+    tag = dataset_fingerprint(data)
     label_fields = {"depth": defaults.LABEL_DEPTH, "methods": "activation_gradient", "samples": defaults.DEFENSE_LABEL_SAMPLES,
                     "batch_size": defaults.DEFENSE_LABEL_BATCH_SIZE, "epochs": defaults.EPOCHS, "train_samples": None,
                     **dict(labels or {})}
@@ -289,9 +289,9 @@ def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
     if cell.dataset not in datasets:
         raise ValueError(f"needs dataset {cell.dataset!r}, but only {sorted(datasets)} were loaded")
     data = datasets[cell.dataset]
-    if fingerprint(data) != cell.data_tag:
+    if dataset_fingerprint(data) != cell.data_tag:
         raise ValueError(f"was planned for other {cell.dataset} data (fingerprint {cell.data_tag}, the loaded data has "
-                         f"{fingerprint(data)}); plan it from the loaded data")
+                         f"{dataset_fingerprint(data)}); plan it from the loaded data")
     train, test = len(data.x_train), len(data.x_test)
     if isinstance(cell, InversionCell) and cell.targets > test:
         raise ValueError(f"asks for {cell.targets} targets but {cell.dataset} has {test} test images")

@@ -88,7 +88,8 @@ def data_dirs(values: list[str]) -> dict[str | None, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from unsplit_tf.records import NO_DEFENSE, fingerprint
+    from unsplit_tf.data import dataset_fingerprint as fingerprint
+    from unsplit_tf.records import NO_DEFENSE
     from unsplit_tf.sweep import Budget, LabelCell, inversion_cells
     from unsplit_tf.models import paper_depths
 
