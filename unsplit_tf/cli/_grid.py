@@ -29,6 +29,7 @@ class CellProgress:
     def __init__(self) -> None:
         self.bar: Progress | None = None
         self.done = 0
+        self.targets = 1  # targets of the cell in progress: sequential mode reports them one at a time
 
     def on_event(self, event) -> None:
         head = f"[{event.index}/{event.total}] {event.cell.describe()}"
@@ -38,7 +39,7 @@ class CellProgress:
             print(f"{head}: another sweep ({event.holder}) is computing it, skipped")
         elif event.status == "started":
             print(f"{head} ...", flush=True)
-            self.bar, self.done = None, 0
+            self.bar, self.done, self.targets = None, 0, getattr(event.cell, "targets", 1)
         else:
             self.close()
             print(f"{head}: {_summary(event.run)}", flush=True)
@@ -48,7 +49,7 @@ class CellProgress:
 
     def on_round(self, report) -> None:
         if self.bar is None:
-            self.bar = Progress(report.rounds * max(len(report.targets), 1), "round", label="  attack")
+            self.bar = Progress(report.rounds * max(len(report.targets), self.targets), "round", label="  attack")
         self.done += len(report.targets)
         self.bar.update(self.done, matching=float(report.matching_loss.mean()))
 
