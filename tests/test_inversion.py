@@ -135,7 +135,7 @@ def test_paper_defaults():
     paper = preset("paper")
     assert (paper.main_iters, paper.input_iters, paper.model_iters) == (1000, 100, 100)
     assert (paper.lambda_tv, paper.lambda_l2, paper.input_lr, paper.model_lr, paper.init_value) == (0.1, 1.0, 1e-3, 1e-3, 0.5)
-    assert paper.box is None and paper.patience is None
+    assert paper.box is None and paper.patience is None and paper.mode == "sequential"
     assert paper.steps_per_target == 200_000
 
 

@@ -1,6 +1,6 @@
 """The paper's reference nets as Keras functional models.
 
-Layer for layer as in UnSplit (see UNSPLIT.md): every conv, activation and
+Layer for layer as in UnSplit (see docs/ALGORITHMS.md): every conv, activation and
 pooling layer is its own Keras layer, so the depth count of `split.py` gives
 the same cut as the authors' code. The nets output logits (no softmax).
 """
