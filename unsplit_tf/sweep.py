@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,7 +308,14 @@ def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
 
 @dataclass(frozen=True)
 class SweepEvent:
-    """Progress of a sweep: a cell was "skipped" (stored before), "busy" (claimed by another sweep), "started" or "finished"."""
+    """Progress of a sweep: a cell was "skipped" (stored before), "busy" (claimed by another sweep), "started" or "finished".
+
+    A backend's "started" and "finished" also say how many of its cells are
+    `running` and `left` (not started yet; the others are done) and
+    `eta_seconds`: the time left at the pace of the cells finished in this
+    sweep so far (wall time per cell, so a parallel backend's is shorter),
+    None until one has finished.
+    """
 
     status: str
     cell: Cell
@@ -315,6 +323,29 @@ class SweepEvent:
     total: int
     run: Run | None = None  # for "skipped" and "finished"
     holder: str | None = None  # for "busy": who holds the claim
+    running: int | None = None
+    left: int | None = None
+    eta_seconds: float | None = None
+
+    @property
+    def done(self) -> int | None:
+        """The backend's cells finished (or left to another sweep), when it counts them."""
+        return None if self.running is None or self.left is None else self.total - self.running - self.left
+
+
+class Pace:
+    """A backend's clock: builds its "started" / "finished" events with the counts and the time left."""
+
+    def __init__(self, cells: Sequence[Cell]) -> None:
+        self.index = {cell.key: index for index, cell in enumerate(cells, start=1)}
+        self.start, self.finished = time.monotonic(), 0
+
+    def event(self, status: str, cell: Cell, *, running: int, left: int, run: Run | None = None) -> SweepEvent:
+        self.finished += status == "finished"
+        elapsed = time.monotonic() - self.start
+        eta = (running + left) * elapsed / self.finished if self.finished else None
+        return SweepEvent(status, cell, self.index[cell.key], len(self.index), run, running=running, left=left,
+                          eta_seconds=eta)
 
 
 @dataclass(frozen=True)
@@ -341,13 +372,14 @@ def run_cells_serial(
     `done(cell)` is asked right before a cell would run: a False answer means "run it now" (run_sweep's
     `done` claims the cell for this sweep when it answers False).
     """
+    pace = Pace(cells)
     for index, cell in enumerate(cells, start=1):
         if done(cell):
             continue
-        _notify(on_event, SweepEvent("started", cell, index, len(cells)))
+        _notify(on_event, pace.event("started", cell, running=1, left=len(cells) - index))
         run = run_cell(cell)
         save(cell, run)
-        _notify(on_event, SweepEvent("finished", cell, index, len(cells), run))
+        _notify(on_event, pace.event("finished", cell, running=0, left=len(cells) - index, run=run))
 
 
 def _ray_backend(*args, **kwargs):

@@ -1,14 +1,16 @@
-"""The Ray backend of the sweep: each unfinished cell is a Ray task, each result is stored on the driver.
+"""The Ray backend of the sweep: each cell is a Ray task, each run is stored on the driver.
 
-The driver decides which cells are finished (`done(key)`), keeps as many
-cells in flight as the cluster has room for (CPUs, and GPUs when a cell asks
-for a fraction of one), and stores each result the moment it comes back (in
-completion order) through `save`, so workers need no shared filesystem and the
-store stays the one atomic writer. A task whose worker process dies is
-resubmitted by Ray (`max_retries`, system failures only; an exception raised
-by a cell is not retried and stops the sweep). Ctrl-C on the driver stores
-the results that already came back, cancels the running tasks and re-raises:
-running the sweep again resumes it.
+`run_sweep(..., backend="ray", **options)` hands it the cells the store lacks.
+The driver keeps as many cells in flight as the cluster has room for (CPUs,
+and GPUs when a cell asks for a fraction of one), asks `done(cell)` right
+before it submits a cell (so a claim is taken as late as in the serial
+backend) and stores each run the moment it comes back (in completion order)
+through `save`, so workers need no shared filesystem and the store stays the
+one atomic writer. A task whose worker process dies is resubmitted by Ray
+(`max_retries`, system failures only; an exception raised by a cell is not
+retried and stops the sweep). Ctrl-C on the driver stores the runs that
+already came back, cancels the running tasks and re-raises: running the sweep
+again resumes it.
 
 The cell runner is shipped once through Ray's object store and unpickled once
 per worker process, which keeps it there for the next cells: its loaded data
@@ -20,13 +22,12 @@ trains or loads a model at most once).
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
 
 from unsplit_tf._validation import at_least, non_negative, positive
+from unsplit_tf.sweep import Cell, EventCallback, Pace, Run, _notify
 
 try:
     import ray
@@ -34,106 +35,90 @@ except ImportError as error:  # the serial backend needs no Ray; this one says h
     raise ImportError("the Ray backend of the sweep needs Ray: pip install 'unsplit-tf[ray]'") from error
 
 
-class KeyedCell(Protocol):
-    """What the backend needs of a cell: a key naming everything its result depends on (and being picklable)."""
-
-    @property
-    def key(self) -> str: ...
-
-
 @dataclass(frozen=True)
-class RayProgress:
-    """Progress of a Ray sweep: a cell was skipped (finished before), submitted or finished (and stored).
+class RayOptions:
+    """Where and how cells run on Ray (the options of `run_cells_ray`), checked when made.
 
-    done counts finished cells, before or in this run; running the submitted
-    ones not back yet; left the cells not finished (running or waiting).
-    eta_seconds is left × the wall time per cell finished in this run so far
-    (so it reflects the cluster's parallelism), None until one has finished.
-    """
-
-    status: str  # "skipped", "submitted" or "finished"
-    cell: Any
-    done: int
-    running: int
-    left: int
-    total: int
-    eta_seconds: float | None = None
-    record: Any = None  # what `save` returned, for "finished"
-
-
-def run_cells_ray(
-    cells: Sequence[KeyedCell],
-    run_cell: Callable[[Any], Any],
-    *,
-    done: Callable[[str], bool],
-    save: Callable[[Any, Any], Any],
-    address: str | None = None,
-    num_cpus: int | None = None,
-    num_gpus_per_cell: float = 0.0,
-    cpus_per_cell: float = 1,
-    max_retries: int = 2,
-    on_event: Callable[[RayProgress], None] | None = None,
-) -> list[Any]:
-    """Run every cell that is not `done` as a Ray task; returns what `save` returned for the cells run, in cell order.
-
-    run_cell: picklable; called on a worker with a cell, returns its result
-        (e.g. a CellResult), which `save(cell, result)` stores on the driver.
     address: a Ray cluster to join ("auto", "HOST:PORT" or "ray://HOST:PORT");
         None starts a local Ray with `num_cpus` CPUs (default: all), or uses
         the one this process already started. A Ray started here is shut down
         at the end.
-    Cells with the same key run once. Nothing starts when every cell is done.
+    num_gpus_per_cell: a fraction of one GPU (cells share it) or whole GPUs.
+    max_retries: how often a cell whose worker process died is run again.
     """
-    positive("cpus_per_cell", cpus_per_cell)
-    if non_negative("num_gpus_per_cell", num_gpus_per_cell) > 1 and num_gpus_per_cell % 1:
-        raise ValueError(f"num_gpus_per_cell must be a fraction of one GPU or a whole number, got {num_gpus_per_cell}")
-    at_least("max_retries", max_retries, 0)
-    if address is not None and num_cpus is not None:
-        raise ValueError("num_cpus sizes a local Ray only; a cluster joined by address has the CPUs its nodes offer")
-    unique = list({cell.key: cell for cell in cells}.values())
-    finished_before = {cell.key for cell in unique if done(cell.key)}
-    waiting = deque(cell for cell in unique if cell.key not in finished_before)
-    finished = len(finished_before)
-    for cell in unique:
-        if cell.key in finished_before:
-            _notify(on_event, RayProgress("skipped", cell, finished, 0, len(waiting), len(unique)))
-    if not waiting:
-        return []
-    started_here = _connect(address, num_cpus)
+
+    address: str | None = None
+    num_cpus: int | None = None
+    num_gpus_per_cell: float = 0.0
+    cpus_per_cell: float = 1.0
+    max_retries: int = 2
+
+    def __post_init__(self) -> None:
+        positive("cpus_per_cell", self.cpus_per_cell)
+        if non_negative("num_gpus_per_cell", self.num_gpus_per_cell) > 1 and self.num_gpus_per_cell % 1:
+            raise ValueError(f"num_gpus_per_cell must be a fraction of one GPU or a whole number, got {self.num_gpus_per_cell}")
+        at_least("max_retries", self.max_retries, 0)
+        if self.num_cpus is not None:
+            at_least("num_cpus", self.num_cpus, 1)
+            if self.address is not None:
+                raise ValueError("num_cpus sizes a local Ray only; a cluster joined by address has the CPUs its nodes offer")
+
+
+def run_cells_ray(
+    cells: Sequence[Cell],
+    run_cell: Callable[[Cell], Run],
+    *,
+    done: Callable[[Cell], bool],
+    save: Callable[[Cell, Run], None],
+    on_event: EventCallback | None = None,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus_per_cell: float = 0.0,
+    cpus_per_cell: float = 1.0,
+    max_retries: int = 2,
+) -> None:
+    """Run each cell not `done` as a Ray task and `save` its run on the driver the moment it comes back.
+
+    run_cell: picklable (a `CellRunner` without progress callbacks); called on a worker.
+    The other options are `RayOptions`'. Nothing starts for no cells.
+    """
+    options = RayOptions(address, num_cpus, num_gpus_per_cell, cpus_per_cell, max_retries)
+    if not cells:
+        return
+    started_here = _connect(options.address, options.num_cpus)
     try:
-        options = {"num_cpus": cpus_per_cell, "num_gpus": num_gpus_per_cell, "max_retries": max_retries}
-        if num_gpus_per_cell:  # TensorFlow takes a whole GPU's memory unless told to grow: cells share GPUs
-            options["runtime_env"] = {"env_vars": {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}}
-        task = ray.remote(_run_on_worker).options(**options)
+        capacity = _capacity(options.cpus_per_cell, options.num_gpus_per_cell)
+        resources = {"num_cpus": options.cpus_per_cell, "num_gpus": options.num_gpus_per_cell,
+                     "max_retries": options.max_retries}
+        if options.num_gpus_per_cell:  # TensorFlow takes a whole GPU's memory unless told to grow: cells share GPUs
+            resources["runtime_env"] = {"env_vars": {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}}
+        task = ray.remote(_run_on_worker).options(**resources)
         runner = [ray.put(run_cell)]  # in a list, so that workers get the reference and keep what it unpickles to
-        driver = _Driver(unique, finished, save, on_event)
-        driver.run(waiting, lambda cell: task.remote(runner, cell), _capacity(cpus_per_cell, num_gpus_per_cell))
-        return [driver.records[cell.key] for cell in unique if cell.key in driver.records]
+        _Driver(cells, done, save, on_event).run(lambda cell: task.remote(runner, cell), capacity)
     finally:
         if started_here:
             ray.shutdown()
 
 
 class _Driver:
-    """Keeps up to `capacity` cells in flight and stores each result on the driver as it comes back."""
+    """Keeps up to `capacity` cells in flight and stores each run on the driver as it comes back."""
 
-    def __init__(self, unique, finished, save, on_event) -> None:
-        self.total, self.finished, self.save, self.on_event = len(unique), finished, save, on_event
-        self.pending: dict[Any, Any] = {}  # ObjectRef -> cell
-        self.records: dict[str, Any] = {}  # key -> what `save` returned, for the cells run now
-        self.start = time.monotonic()
+    def __init__(self, cells: Sequence[Cell], done: Callable[[Cell], bool], save: Callable[[Cell, Run], None],
+                 on_event: EventCallback | None) -> None:
+        self.waiting, self.done, self.save, self.on_event = deque(cells), done, save, on_event
+        self.pending: dict[ray.ObjectRef, Cell] = {}
+        self.pace = Pace(cells)
 
-    def run(self, waiting: deque, submit: Callable[[Any], Any], capacity: int) -> None:
+    def run(self, submit: Callable[[Cell], ray.ObjectRef], capacity: int) -> None:
         try:
-            while waiting or self.pending:
-                while waiting and len(self.pending) < capacity:
-                    cell = waiting.popleft()
+            while True:
+                while len(self.pending) < capacity and (cell := self._next()) is not None:
                     self.pending[submit(cell)] = cell
-                    self._notify("submitted", cell)
+                    self._notify("started", cell)
+                if not self.pending:
+                    return
                 ready, _ = ray.wait(list(self.pending), num_returns=1)
-                cell = self.pending.pop(ready[0])
-                self._store(cell, ray.get(ready[0]))
-                self._notify("finished", cell, self.records[cell.key])
+                self._store(ready[0], ray.get(ready[0]))
         except KeyboardInterrupt:
             self._store_what_came_back()
             self._cancel()
@@ -142,33 +127,41 @@ class _Driver:
             self._cancel()
             raise
 
-    def _store(self, cell: Any, result: Any) -> None:
-        self.records[cell.key] = self.save(cell, result)
+    def _next(self) -> Cell | None:
+        """The next cell to submit: `done` is asked (and claims it) only now."""
+        while self.waiting:
+            cell = self.waiting.popleft()
+            if not self.done(cell):
+                return cell
+        return None
+
+    def _store(self, ref: ray.ObjectRef, run: Run) -> None:
+        cell = self.pending.pop(ref)
+        self.save(cell, run)
+        self._notify("finished", cell, run)
 
     def _store_what_came_back(self) -> None:
         ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0) if self.pending else ([], [])
         for ref in ready:
             try:
-                result = ray.get(ref)
+                run = ray.get(ref)
             except Exception:  # a failed cell stores nothing
                 continue
-            self._store(self.pending.pop(ref), result)
+            cell = self.pending.pop(ref)
+            self.save(cell, run)
 
     def _cancel(self) -> None:
         for ref in self.pending:
             ray.cancel(ref, force=True)  # kills the worker: a cell deep in TensorFlow would not see a softer cancel
 
-    def _notify(self, status: str, cell: Any, record: Any = None) -> None:
-        done = self.finished + len(self.records)
-        ran = len(self.records)
-        eta = (self.total - done) * (time.monotonic() - self.start) / ran if ran else None
-        _notify(self.on_event, RayProgress(status, cell, done, len(self.pending), self.total - done, self.total, eta, record))
+    def _notify(self, status: str, cell: Cell, run: Run | None = None) -> None:
+        _notify(self.on_event, self.pace.event(status, cell, running=len(self.pending), left=len(self.waiting), run=run))
 
 
 _worker_runner: tuple[str, Callable] | None = None  # per worker process: the runner of the current sweep
 
 
-def _run_on_worker(runner: list, cell: Any) -> Any:
+def _run_on_worker(runner: list, cell: Cell) -> Run:
     """Run `cell` with the sweep's runner, unpickled once per worker process and kept for the next cells."""
     global _worker_runner
     (ref,) = runner
@@ -196,14 +189,9 @@ def _capacity(cpus_per_cell: float, num_gpus_per_cell: float) -> int:
     if num_gpus_per_cell:
         if not resources.get("GPU"):
             raise ValueError(f"the cells ask for {num_gpus_per_cell} GPU each but the Ray cluster has no GPU; "
-                             "use num_gpus_per_cell=0 or add GPU nodes")
+                             "ask for no GPU per cell or add GPU nodes")
         fits = min(fits, int(resources["GPU"] // num_gpus_per_cell))
     if fits < 1:
         raise ValueError(f"a cell asks for {cpus_per_cell} CPUs but the Ray cluster has {resources.get('CPU', 0)}; "
                          "ask for fewer CPUs per cell or add nodes")
     return fits
-
-
-def _notify(on_event: Callable[[RayProgress], None] | None, event: RayProgress) -> None:
-    if on_event is not None:
-        on_event(event)
