@@ -370,14 +370,27 @@ class _RoundEngine:
         first = tf.distribute.get_replica_context().replica_id_in_sync_group * size
         return tensor[first : first + size]
 
+    @tf.autograph.experimental.do_not_convert
     def _round(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """`input_iters` steps on x_hat, then `model_iters` on the clone, as explicit `tf.while_loop`s.
+
+        Written without autograph: the round is traced from two places (`round` and the stream
+        engine's epoch), and autograph's cache of converted methods mixed up their bindings.
+        """
         config = self.config
-        for _ in tf.range(config.input_iters):
+
+        def input_step(i: tf.Tensor) -> tuple[tf.Tensor]:
             self.input_optimizer.apply([self._input_gradient(observed)])
             if config.box is not None:
                 self.x_hat.assign(tf.clip_by_value(self.x_hat, *config.box))
-        for _ in tf.range(config.model_iters):
+            return (i + 1,)
+
+        def model_step(i: tf.Tensor) -> tuple[tf.Tensor]:
             self.model_optimizer.apply(self._model_gradients(observed))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < config.input_iters, input_step, (tf.constant(0),))
+        tf.while_loop(lambda i: i < config.model_iters, model_step, (tf.constant(0),))
         return self._objective(self.x_hat, observed)
 
 
