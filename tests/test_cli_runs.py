@@ -117,3 +117,26 @@ def test_sweep_refuses_an_impossible_grid_before_running_any_cell(tmp_path, comm
 def test_report_without_results_says_what_to_run(tmp_path, capsys):
     code, _, err = run_verb("report", ["--results", str(tmp_path / "none")], capsys)
     assert code == 1 and "unsplit-tf sweep" in err
+
+
+def test_labels_interrupted_mid_training_keeps_the_steps_seen(tmp_path, common, capsys, monkeypatch):
+    from unsplit_tf.protocol import UShapedTrainer
+
+    real_fit = UShapedTrainer.fit
+
+    def fit_interrupted_after_three_steps(self, x, y=None, *, on_step=None, **kwargs):
+        def step(record):
+            on_step(record)
+            if record.step == 3:
+                raise KeyboardInterrupt
+
+        return real_fit(self, x, y, on_step=step, **kwargs)
+
+    monkeypatch.setattr(UShapedTrainer, "fit", fit_interrupted_after_three_steps)
+    out = tmp_path / "stopped"
+    code, _, err = run_verb("labels", [common[0], common[1], "--samples", "40", "--batch-size", "4", "--observation", "weight_gradient",
+                                       "--out", str(out)], capsys)
+    assert code == 130 and "Traceback" not in err
+    record = strict_json(out / "label_inference.json")
+    assert record["interrupted"] is True and record["samples"] == 12  # 3 steps of 4 examples, all attacked
+    assert next(m for m in record["methods"] if m["id"] == "weight_gradient")["accuracy"] == 1.0
