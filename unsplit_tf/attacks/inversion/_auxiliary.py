@@ -110,5 +110,5 @@ def sample(generator: tf.random.Generator, count: int, size: int) -> tf.Tensor:
 
 def stack_history(names: tuple[str, ...], rows: list[tf.Tensor]) -> dict[str, np.ndarray]:
     """Per-step loss vectors (one tensor per step) as one array per loss name."""
-    table = tf.stack(rows).numpy() if rows else np.zeros((0, len(names)), np.float32)
+    table = tf.reshape(tf.stack(rows), [len(rows), len(names)]).numpy() if rows else np.zeros((0, len(names)), np.float32)
     return {name: table[:, i] for i, name in enumerate(names)}

@@ -69,9 +69,10 @@ def discriminator(input_shape: tuple[int, ...], *, width: int = 32, name: str = 
         x = layers.Dense(width)(x)
         x = layers.LeakyReLU(0.2)(x)
     elif len(input_shape) == 3:
-        x = layers.Conv2D(width, 3, padding="same")(inputs)
+        stride = 2 if input_shape[0] > 8 else 1  # halve large inputs at once: the critic only needs a coarse view
+        x = layers.Conv2D(width, 3, strides=stride, padding="same")(inputs)
         x = layers.LeakyReLU(0.2)(x)
-        side, filters = input_shape[0], width
+        side, filters = math.ceil(input_shape[0] / stride), width
         while side > 4:
             filters = min(filters * 2, 2 * width)
             x = layers.Conv2D(filters, 3, strides=2, padding="same")(x)
@@ -129,3 +130,17 @@ def decode(decoder: keras.Model, observed, batch_size: int = 512):
     """decoder(observed) in inference mode, in batches, as a float32 numpy array."""
     observed = np.asarray(observed, np.float32)
     return np.concatenate([decoder(observed[i : i + batch_size], training=False).numpy() for i in range(0, len(observed), batch_size)])
+
+
+def mmd(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+    """Squared maximum mean discrepancy between two batches of features under a sum of Gaussian kernels
+    (bandwidths 1/4, 1 and 4 times the mean squared distance; FORA's multi-kernel alignment of features)."""
+    a = tf.reshape(first, [tf.shape(first)[0], -1])
+    b = tf.reshape(second, [tf.shape(second)[0], -1])
+    both = tf.concat([a, b], axis=0)
+    squared = tf.reduce_sum(both**2, axis=1)
+    distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * tf.matmul(both, both, transpose_b=True), 0.0)
+    bandwidth = tf.stop_gradient(tf.reduce_mean(distances)) + 1e-8
+    kernel = tf.add_n([tf.exp(-distances / (scale * bandwidth)) for scale in (0.25, 1.0, 4.0)])
+    n = tf.shape(a)[0]
+    return tf.reduce_mean(kernel[:n, :n]) + tf.reduce_mean(kernel[n:, n:]) - 2.0 * tf.reduce_mean(kernel[:n, n:])

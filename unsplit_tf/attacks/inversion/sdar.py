@@ -32,11 +32,11 @@ from unsplit_tf.attacks.inversion._auxiliary import (
     server_classes,
     stack_history,
 )
-from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, decoder_mse, discriminator, real_fake_losses
+from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, decoder_mse, discriminator, mmd, real_fake_losses
 from unsplit_tf.protocol import WireRecord, cross_entropy
 from unsplit_tf.split import attacker_seed
 
-HISTORY = ("simulator_task", "simulator_fool", "feature_critic", "decoder_mse", "decoder_fool", "image_critic")
+HISTORY = ("simulator_task", "simulator_fool", "feature_critic", "feature_mmd", "cycle", "decoder_mse", "decoder_fool", "image_critic")
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,11 @@ class SDARConfig:
     decoder_lr: float = 5e-4  # Adam on the decoder
     lambda_simulator: float = 0.02  # weight of the feature discriminator's term in the simulator's loss
     lambda_decoder: float = 1e-5  # weight of the image discriminator's term in the decoder's loss
+    lambda_cycle: float = 0.0  # weight of simulator(decoder(observed)) ~ observed, in both losses (UnSplit's matching; not in SDAR)
+    lambda_mmd: float = 0.0  # weight of the MMD between simulator and observed features (FORA's alignment; not in SDAR)
     feature_critic_lr: float | None = None  # None: simulator_lr * lambda_simulator, as the authors
     image_critic_lr: float | None = None  # None: decoder_lr * lambda_decoder, as the authors
-    decoder_width: int = 64  # filters of the decoder's first block (halved per upsampling, 16 at least)
+    decoder_width: int = 32  # filters of the decoder's first block (halved per upsampling, 16 at least)
     critic_width: int = 32  # filters of the discriminators' first layer
     simulator: Simulator = "client"  # "client": the client's architecture; "generic": one of the attacker's own
     seed: int = 0  # the attacker's networks and its aux batches
@@ -60,7 +62,7 @@ class SDARConfig:
         check.at_least("batch_size", self.batch_size, 1)
         for name in ("simulator_lr", "decoder_lr"):
             check.positive(name, getattr(self, name))
-        for name in ("lambda_simulator", "lambda_decoder"):
+        for name in ("lambda_simulator", "lambda_decoder", "lambda_cycle", "lambda_mmd"):
             check.non_negative(name, getattr(self, name))
         for name in ("feature_critic_lr", "image_critic_lr"):
             if getattr(self, name) is not None:
@@ -97,8 +99,8 @@ class SDARAttack:
         feature_shape = tuple(client_architecture.output.shape[1:])
         image_shape = tuple(client_architecture.input.shape[1:])
         self._aux_x, self._aux_y = check_aux(aux_x, aux_y, image_shape, server_classes(server, feature_shape))
-        if self._aux_y is None and config.lambda_simulator == 0:
-            raise ValueError("without aux labels the simulator learns from its discriminator alone: set lambda_simulator > 0 or pass aux_y")
+        if self._aux_y is None and config.lambda_simulator == 0 and config.lambda_mmd == 0:
+            raise ValueError("without aux labels the simulator learns from its alignment terms alone: set lambda_simulator or lambda_mmd > 0, or pass aux_y")
         self.config, self.server = config, server
         self.simulator = make_simulator(client_architecture, config.simulator, config.seed, simulator)
         keras.utils.set_random_seed(attacker_seed(config.seed + 1))
@@ -144,6 +146,11 @@ class SDARAttack:
             seconds=self._seconds,
         )
 
+    @staticmethod
+    def _cycle(resimulated: tf.Tensor, observed: tf.Tensor) -> tf.Tensor:
+        """MSE of re-simulated against observed features, relative to the observed features' mean square (scale-free)."""
+        return tf.reduce_mean(tf.square(resimulated - observed)) / (tf.stop_gradient(tf.reduce_mean(tf.square(observed))) + 1e-8)
+
     def _train_step(self, observed: tf.Tensor) -> tf.Tensor:
         config = self.config
         rows = sample(self._generator, self._aux_x.shape[0], config.batch_size)
@@ -155,7 +162,12 @@ class SDARAttack:
             feature_critic, simulator_fool = (zero, zero)
             if config.lambda_simulator:
                 feature_critic, simulator_fool = real_fake_losses(self.feature_critic, observed, features)
+            alignment = mmd(features, observed) if config.lambda_mmd else zero
+            cycle = zero
+            if config.lambda_cycle:
+                cycle = self._cycle(self.simulator(tf.stop_gradient(self.decoder(observed, training=False)), training=True), observed)
             simulator_loss = task + config.lambda_simulator * simulator_fool if self._aux_y is not None else simulator_fool
+            simulator_loss += config.lambda_mmd * alignment + config.lambda_cycle * cycle
         apply(tape, simulator_loss, self.simulator, self._optimizers["simulator"])
         if config.lambda_simulator:
             apply(tape, feature_critic, self.feature_critic, self._optimizers["feature_critic"])
@@ -167,9 +179,11 @@ class SDARAttack:
             if config.lambda_decoder:
                 image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self.decoder(observed, training=True))
             decoder_loss = mse + config.lambda_decoder * decoder_fool
+            if config.lambda_cycle:
+                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self.decoder(observed, training=True), training=False), observed)
         apply(tape, decoder_loss, self.decoder, self._optimizers["decoder"])
         if config.lambda_decoder:
             apply(tape, image_critic, self.image_critic, self._optimizers["image_critic"])
         del tape
-        return tf.stack([task, simulator_fool, feature_critic, mse, decoder_fool, image_critic])
+        return tf.stack([task, simulator_fool, feature_critic, alignment, cycle, mse, decoder_fool, image_critic])
 
