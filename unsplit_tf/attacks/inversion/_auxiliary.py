@@ -9,6 +9,7 @@ or private inputs; it reconstructs an input as `decoder(activations)`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Literal
 
 import keras
@@ -36,11 +37,12 @@ class AuxiliaryResult:
     config: Any
     steps: int
     seconds: float
+    conditioner: Callable[[tf.Tensor], tf.Tensor] | None = None  # a conditional decoder's second input, from the features
 
     def reconstruct(self, observed: Any, batch_size: int = 512) -> np.ndarray:
         """decoder(observed): one image in [0, 1] per row of observed activations."""
         check_features(self.decoder, observed, "observed activations")
-        return decode(self.decoder, observed, batch_size)
+        return decode(self.decoder, observed, batch_size, self.conditioner)
 
     @property
     def steps_per_second(self) -> float:
@@ -49,7 +51,7 @@ class AuxiliaryResult:
 
 def check_features(decoder: keras.Model, observed: Any, what: str) -> None:
     """ValueError unless `observed` is a non-empty batch of the features `decoder` inverts."""
-    expected = tuple(decoder.input.shape[1:])
+    expected = tuple(decoder.inputs[0].shape[1:])
     shape = tuple(np.shape(observed))
     if len(shape) < 1 or shape[1:] != expected:
         raise ValueError(f"{what} have shape {shape} but the attack inverts (N, {', '.join(map(str, expected))}); use activations of the same cut")

@@ -33,9 +33,13 @@ def _conv_block(x, filters: int):
     return layers.ReLU()(x)
 
 
-def decoder(feature_shape: tuple[int, ...], image_shape: tuple[int, int, int], *, width: int = 64, name: str = "decoder") -> keras.Model:
+def decoder(
+    feature_shape: tuple[int, ...], image_shape: tuple[int, int, int], *, width: int = 64, classes: int | None = None, name: str = "decoder"
+) -> keras.Model:
     """Features -> images in [0, 1] (sigmoid): resize to the starting grid, then (upsample, conv-BN-ReLU)
-    per octave, halving the width, and a final conv. Flat features are first projected onto the grid."""
+    per octave, halving the width, and a final conv. Flat features are first projected onto the grid.
+    With `classes`, a second input of class probabilities is projected onto the grid and joins the
+    features (SDAR's label-conditional decoder); the model then takes [features, probabilities]."""
     height, wide, channels = image_shape
     features = keras.Input(feature_shape, name="features")
     if len(feature_shape) == 1:
@@ -51,12 +55,19 @@ def decoder(feature_shape: tuple[int, ...], image_shape: tuple[int, int, int], *
             x = layers.Resizing(side, wide * side // height, interpolation="bilinear")(x)
     else:
         raise ValueError(f"a decoder inverts feature maps (H, W, C) or flat features (D,), got shape {feature_shape}")
+    inputs = features
+    if classes is not None:
+        probabilities = keras.Input((classes,), name="class_probabilities")
+        grid = (side, wide * side // height)
+        label_map = layers.Reshape((*grid, 1))(layers.Dense(grid[0] * grid[1])(probabilities))
+        x = layers.Concatenate()([x, label_map])
+        inputs = [features, probabilities]
     x = _conv_block(x, width)
     for octave in range(ups):
         x = layers.UpSampling2D(2)(x)
         x = _conv_block(x, max(16, width // 2 ** (octave + 1)))
     outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="image")(x)
-    return keras.Model(features, outputs, name=name)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def discriminator(input_shape: tuple[int, ...], *, width: int = 32, name: str = "discriminator") -> keras.Model:
@@ -126,10 +137,15 @@ def decoder_mse(decoder: keras.Model, features: tf.Tensor, images: tf.Tensor) ->
     return tf.reduce_mean(tf.square(decoder(features, training=True) - images))
 
 
-def decode(decoder: keras.Model, observed, batch_size: int = 512):
-    """decoder(observed) in inference mode, in batches, as a float32 numpy array."""
+def decode(decoder: keras.Model, observed, batch_size: int = 512, conditioner=None) -> np.ndarray:
+    """decoder(observed) in inference mode, in batches, as a float32 numpy array; a conditional decoder
+    also gets `conditioner(batch)` (the class probabilities it was trained with)."""
     observed = np.asarray(observed, np.float32)
-    return np.concatenate([decoder(observed[i : i + batch_size], training=False).numpy() for i in range(0, len(observed), batch_size)])
+    parts = []
+    for start in range(0, len(observed), batch_size):
+        batch = tf.constant(observed[start : start + batch_size])
+        parts.append(decoder(batch if conditioner is None else [batch, conditioner(batch)], training=False).numpy())
+    return np.concatenate(parts)
 
 
 def mmd(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:

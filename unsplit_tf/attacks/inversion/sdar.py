@@ -32,7 +32,7 @@ from unsplit_tf.attacks.inversion._auxiliary import (
     server_classes,
     stack_history,
 )
-from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, decoder_mse, discriminator, mmd, real_fake_losses
+from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, discriminator, mmd, real_fake_losses
 from unsplit_tf.protocol import WireRecord, cross_entropy
 from unsplit_tf.split import attacker_seed
 
@@ -49,6 +49,7 @@ class SDARConfig:
     decoder_lr: float = 5e-4  # Adam on the decoder
     lambda_simulator: float = 0.02  # weight of the feature discriminator's term in the simulator's loss
     lambda_decoder: float = 1e-5  # weight of the image discriminator's term in the decoder's loss
+    conditional: bool = True  # decode [features, server's class probabilities], SDAR's label-conditional decoder
     lambda_cycle: float = 0.0  # weight of simulator(decoder(observed)) ~ observed, in both losses (UnSplit's matching; not in SDAR)
     lambda_mmd: float = 0.0  # weight of the MMD between simulator and observed features (FORA's alignment; not in SDAR)
     feature_critic_lr: float | None = None  # None: simulator_lr * lambda_simulator, as the authors
@@ -104,7 +105,8 @@ class SDARAttack:
         self.config, self.server = config, server
         self.simulator = make_simulator(client_architecture, config.simulator, config.seed, simulator)
         keras.utils.set_random_seed(attacker_seed(config.seed + 1))
-        self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width)
+        classes = server_classes(server, feature_shape) if config.conditional else None
+        self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width, classes=classes)
         self.feature_critic = discriminator(feature_shape, width=config.critic_width, name="feature_critic")
         self.image_critic = discriminator(image_shape, width=config.critic_width, name="image_critic")
         adam = keras.optimizers.Adam
@@ -133,7 +135,7 @@ class SDARAttack:
     def reconstruct(self, observed: Any, batch_size: int = 512) -> np.ndarray:
         """The decoder's reconstructions of observed activations, now (e.g. of a batch just seen)."""
         check_features(self.decoder, observed, "observed activations")
-        return decode(self.decoder, observed, batch_size)
+        return decode(self.decoder, observed, batch_size, self._conditioner)
 
     def result(self) -> AuxiliaryResult:
         """The trained decoder and simulator, the loss history so far and the attack's seconds."""
@@ -144,7 +146,20 @@ class SDARAttack:
             config=self.config,
             steps=len(self._history),
             seconds=self._seconds,
+            conditioner=self._conditioner,
         )
+
+    @property
+    def _conditioner(self):
+        return self._probabilities if self.config.conditional else None
+
+    def _probabilities(self, features: tf.Tensor) -> tf.Tensor:
+        """The server's class probabilities for features: what conditions the decoder. The server computes them
+        for every batch anyway, and, unlike the features, they mean the same for the simulator and the client."""
+        return tf.stop_gradient(tf.nn.softmax(self.server(features, training=False)))
+
+    def _decode(self, features: tf.Tensor, training: bool) -> tf.Tensor:
+        return self.decoder([features, self._probabilities(features)] if self.config.conditional else features, training=training)
 
     @staticmethod
     def _cycle(resimulated: tf.Tensor, observed: tf.Tensor) -> tf.Tensor:
@@ -165,7 +180,7 @@ class SDARAttack:
             alignment = mmd(features, observed) if config.lambda_mmd else zero
             cycle = zero
             if config.lambda_cycle:
-                cycle = self._cycle(self.simulator(tf.stop_gradient(self.decoder(observed, training=False)), training=True), observed)
+                cycle = self._cycle(self.simulator(tf.stop_gradient(self._decode(observed, False)), training=True), observed)
             simulator_loss = task + config.lambda_simulator * simulator_fool if self._aux_y is not None else simulator_fool
             simulator_loss += config.lambda_mmd * alignment + config.lambda_cycle * cycle
         apply(tape, simulator_loss, self.simulator, self._optimizers["simulator"])
@@ -174,13 +189,13 @@ class SDARAttack:
         del tape
         features = tf.stop_gradient(self.simulator(x, training=True))  # decode the updated simulator, as SDAR
         with tf.GradientTape(persistent=True) as tape:
-            mse = decoder_mse(self.decoder, features, x)
+            mse = tf.reduce_mean(tf.square(self._decode(features, True) - x))
             image_critic, decoder_fool = (zero, zero)
             if config.lambda_decoder:
-                image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self.decoder(observed, training=True))
+                image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self._decode(observed, True))
             decoder_loss = mse + config.lambda_decoder * decoder_fool
             if config.lambda_cycle:
-                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self.decoder(observed, training=True), training=False), observed)
+                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self._decode(observed, True), training=False), observed)
         apply(tape, decoder_loss, self.decoder, self._optimizers["decoder"])
         if config.lambda_decoder:
             apply(tape, image_critic, self.image_critic, self._optimizers["image_critic"])
