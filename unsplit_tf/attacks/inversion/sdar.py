@@ -5,8 +5,12 @@ auxiliary images through its own *current* model (cross-entropy with the aux lab
 discriminator that tells the simulator's features from the smashed batch it just observed; and (2) trains a
 decoder to invert the simulator (aux image -> simulator features -> decoder -> aux image), regularised by a
 second discriminator that tells decoded smashed data from real aux images. An observed input is
-reconstructed as `decoder(activations)`. Without aux labels the simulator learns from the feature
-discriminator alone. Both updates are one compiled `tf.function`, built once.
+reconstructed as `decoder(activations)`; by default the decoder also reads the server's class
+probabilities for the features (SDAR's label-conditional decoder, with the labels the server predicts).
+Without aux labels the simulator learns from the feature discriminator alone. Two options go beyond SDAR:
+`lambda_cycle` asks simulator(decoder(observed)) ~ observed (UnSplit's matching loss, amortised by the
+decoder) and `lambda_mmd` FORA's MMD between simulator and observed features. Both updates are one
+compiled `tf.function`, built once.
 """
 
 from __future__ import annotations
