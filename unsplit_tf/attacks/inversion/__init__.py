@@ -35,3 +35,9 @@ __all__ = [
     "total_variation",
     "uses_xla",
 ]
+
+from unsplit_tf.attacks.inversion._auxiliary import AuxiliaryResult
+from unsplit_tf.attacks.inversion.inverse_network import InverseNetworkConfig, inverse_network, query_free_attack
+from unsplit_tf.attacks.inversion.sdar import SDARAttack, SDARConfig
+
+__all__ += ["AuxiliaryResult", "InverseNetworkConfig", "SDARAttack", "SDARConfig", "inverse_network", "query_free_attack"]

@@ -1,0 +1,208 @@
+"""SDAR (Zhu et al., NDSS 2025): a passive server inverts the smashed data with a simulator and a decoder.
+
+Alongside split training, at every step, the server (1) trains a simulator of the client on a batch of its
+auxiliary images through its own *current* model (cross-entropy with the aux labels), regularised by a
+discriminator that tells the simulator's features from the smashed batch it just observed; and (2) trains a
+decoder to invert the simulator (aux image -> simulator features -> decoder -> aux image), regularised by a
+second discriminator that tells decoded smashed data from real aux images. An observed input is
+reconstructed as `decoder(activations)`; by default the decoder also reads the server's class
+probabilities for the features (SDAR's label-conditional decoder, with the labels the server predicts).
+Without aux labels the simulator learns from the feature discriminator alone. Two options go beyond SDAR:
+`lambda_cycle` asks simulator(decoder(observed)) ~ observed (UnSplit's matching loss, amortised by the
+decoder) and `lambda_mmd` FORA's MMD between simulator and observed features. Both updates are one
+compiled `tf.function`, built once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from unsplit_tf import _validation as check
+from unsplit_tf.attacks.inversion._auxiliary import (
+    SIMULATORS,
+    AuxiliaryResult,
+    Simulator,
+    check_aux,
+    check_features,
+    make_simulator,
+    sample,
+    server_classes,
+    stack_history,
+)
+from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, discriminator, mmd, real_fake_losses
+from unsplit_tf.protocol import WireRecord, cross_entropy
+from unsplit_tf.split import attacker_seed
+
+HISTORY = ("simulator_task", "simulator_fool", "feature_critic", "feature_mmd", "cycle", "decoder_mse", "decoder_fool", "image_critic")
+
+
+@dataclass(frozen=True)
+class SDARConfig:
+    """SDAR's hyper-parameters. Learning rates and the two regulariser weights are the authors' (their
+    vanilla split-learning setting); the networks are narrower than theirs, for 28x28 and 32x32 images."""
+
+    batch_size: int = 64  # auxiliary images per step (the authors use their training batch, 128)
+    simulator_lr: float = 1e-3  # Adam on the simulator
+    decoder_lr: float = 5e-4  # Adam on the decoder
+    lambda_simulator: float = 0.02  # weight of the feature discriminator's term in the simulator's loss
+    lambda_decoder: float = 1e-5  # weight of the image discriminator's term in the decoder's loss
+    conditional: bool = True  # decode [features, server's class probabilities], SDAR's label-conditional decoder
+    lambda_cycle: float = 0.0  # weight of simulator(decoder(observed)) ~ observed, in both losses (UnSplit's matching; not in SDAR)
+    lambda_mmd: float = 0.0  # weight of the MMD between simulator and observed features (FORA's alignment; not in SDAR)
+    feature_critic_lr: float | None = None  # None: simulator_lr * lambda_simulator, as the authors
+    image_critic_lr: float | None = None  # None: decoder_lr * lambda_decoder, as the authors
+    decoder_width: int = 32  # filters of the decoder's first block (halved per upsampling, 16 at least)
+    critic_width: int = 32  # filters of the discriminators' first layer
+    simulator: Simulator = "client"  # "client": the client's architecture; "generic": one of the attacker's own
+    seed: int = 0  # the attacker's networks and its aux batches
+
+    def __post_init__(self) -> None:
+        check.at_least("batch_size", self.batch_size, 1)
+        for name in ("simulator_lr", "decoder_lr"):
+            check.positive(name, getattr(self, name))
+        for name in ("lambda_simulator", "lambda_decoder", "lambda_cycle", "lambda_mmd"):
+            check.non_negative(name, getattr(self, name))
+        for name in ("feature_critic_lr", "image_critic_lr"):
+            if getattr(self, name) is not None:
+                check.positive(name, getattr(self, name))
+        check.at_least("decoder_width", self.decoder_width, 1)
+        check.at_least("critic_width", self.critic_width, 1)
+        if self.simulator not in SIMULATORS:
+            raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
+
+    def replace(self, **changes: Any) -> SDARConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+class SDARAttack:
+    """The attack's state during training: feed it every smashed batch (`observe`, or `on_step` as
+    `SplitTrainer.fit(on_step=...)`), then read `result()`.
+
+    `server` is the server's own model, the very object training updates, so each step runs through its
+    current weights; `client_architecture` lends only its shape (`clone_architecture`), never its weights.
+    `simulator`, if given, replaces the one `config.simulator` would build.
+    """
+
+    def __init__(
+        self,
+        client_architecture: keras.Model,
+        server: keras.Model,
+        aux_x: Any,
+        aux_y: Any | None = None,
+        config: SDARConfig = SDARConfig(),
+        *,
+        simulator: keras.Model | None = None,
+    ) -> None:
+        feature_shape = tuple(client_architecture.output.shape[1:])
+        image_shape = tuple(client_architecture.input.shape[1:])
+        self._aux_x, self._aux_y = check_aux(aux_x, aux_y, image_shape, server_classes(server, feature_shape))
+        if self._aux_y is None and config.lambda_simulator == 0 and config.lambda_mmd == 0:
+            raise ValueError("without aux labels the simulator learns from its alignment terms alone: set lambda_simulator or lambda_mmd > 0, or pass aux_y")
+        self.config, self.server = config, server
+        self.simulator = make_simulator(client_architecture, config.simulator, config.seed, simulator)
+        keras.utils.set_random_seed(attacker_seed(config.seed + 1))
+        classes = server_classes(server, feature_shape) if config.conditional else None
+        self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width, classes=classes)
+        self.feature_critic = discriminator(feature_shape, width=config.critic_width, name="feature_critic")
+        self.image_critic = discriminator(image_shape, width=config.critic_width, name="image_critic")
+        adam = keras.optimizers.Adam
+        self._optimizers = {
+            "simulator": adam(config.simulator_lr),
+            "decoder": adam(config.decoder_lr),
+            "feature_critic": adam(config.feature_critic_lr or config.simulator_lr * config.lambda_simulator or 1.0),
+            "image_critic": adam(config.image_critic_lr or config.decoder_lr * config.lambda_decoder or 1.0),
+        }
+        self._generator = tf.random.Generator.from_seed(attacker_seed(config.seed))
+        self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec((None, *feature_shape), tf.float32)])
+        self._history: list[tf.Tensor] = []
+        self._seconds = 0.0
+
+    def observe(self, activations: Any) -> None:
+        """One attack step on one observed smashed batch."""
+        check_features(self.decoder, activations, "observed activations")
+        start = time.perf_counter()
+        self._history.append(self._step(tf.convert_to_tensor(activations, tf.float32)))
+        self._seconds += time.perf_counter() - start
+
+    def on_step(self, record: WireRecord) -> None:
+        """`SplitTrainer.fit(on_step=attack.on_step)`: observe the batch that crossed the wire."""
+        self.observe(record.activations)
+
+    def reconstruct(self, observed: Any, batch_size: int = 512) -> np.ndarray:
+        """The decoder's reconstructions of observed activations, now (e.g. of a batch just seen)."""
+        check_features(self.decoder, observed, "observed activations")
+        return decode(self.decoder, observed, batch_size, self._conditioner)
+
+    def result(self) -> AuxiliaryResult:
+        """The trained decoder and simulator, the loss history so far and the attack's seconds."""
+        return AuxiliaryResult(
+            decoder=self.decoder,
+            simulator=self.simulator,
+            history=stack_history(HISTORY, self._history),
+            config=self.config,
+            steps=len(self._history),
+            seconds=self._seconds,
+            conditioner=self._conditioner,
+        )
+
+    @property
+    def _conditioner(self):
+        return self._probabilities if self.config.conditional else None
+
+    def _probabilities(self, features: tf.Tensor) -> tf.Tensor:
+        """The server's class probabilities for features: what conditions the decoder. The server computes them
+        for every batch anyway, and, unlike the features, they mean the same for the simulator and the client."""
+        return tf.stop_gradient(tf.nn.softmax(self.server(features, training=False)))
+
+    def _decode(self, features: tf.Tensor, training: bool) -> tf.Tensor:
+        return self.decoder([features, self._probabilities(features)] if self.config.conditional else features, training=training)
+
+    @staticmethod
+    def _cycle(resimulated: tf.Tensor, observed: tf.Tensor) -> tf.Tensor:
+        """MSE of re-simulated against observed features, relative to the observed features' mean square (scale-free)."""
+        return tf.reduce_mean(tf.square(resimulated - observed)) / (tf.stop_gradient(tf.reduce_mean(tf.square(observed))) + 1e-8)
+
+    def _train_step(self, observed: tf.Tensor) -> tf.Tensor:
+        config = self.config
+        rows = sample(self._generator, self._aux_x.shape[0], config.batch_size)
+        x = tf.gather(self._aux_x, rows)
+        zero = tf.constant(0.0)
+        with tf.GradientTape(persistent=True) as tape:
+            features = self.simulator(x, training=True)
+            task = zero if self._aux_y is None else cross_entropy(tf.gather(self._aux_y, rows), self.server(features, training=False))
+            feature_critic, simulator_fool = (zero, zero)
+            if config.lambda_simulator:
+                feature_critic, simulator_fool = real_fake_losses(self.feature_critic, observed, features)
+            alignment = mmd(features, observed) if config.lambda_mmd else zero
+            cycle = zero
+            if config.lambda_cycle:
+                cycle = self._cycle(self.simulator(tf.stop_gradient(self._decode(observed, False)), training=True), observed)
+            simulator_loss = task + config.lambda_simulator * simulator_fool if self._aux_y is not None else simulator_fool
+            simulator_loss += config.lambda_mmd * alignment + config.lambda_cycle * cycle
+        apply(tape, simulator_loss, self.simulator, self._optimizers["simulator"])
+        if config.lambda_simulator:
+            apply(tape, feature_critic, self.feature_critic, self._optimizers["feature_critic"])
+        del tape
+        features = tf.stop_gradient(self.simulator(x, training=True))  # decode the updated simulator, as SDAR
+        with tf.GradientTape(persistent=True) as tape:
+            mse = tf.reduce_mean(tf.square(self._decode(features, True) - x))
+            image_critic, decoder_fool = (zero, zero)
+            if config.lambda_decoder:
+                image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self._decode(observed, True))
+            decoder_loss = mse + config.lambda_decoder * decoder_fool
+            if config.lambda_cycle:
+                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self._decode(observed, True), training=False), observed)
+        apply(tape, decoder_loss, self.decoder, self._optimizers["decoder"])
+        if config.lambda_decoder:
+            apply(tape, image_critic, self.image_critic, self._optimizers["image_critic"])
+        del tape
+        return tf.stack([task, simulator_fool, feature_critic, alignment, cycle, mse, decoder_fool, image_critic])
+
