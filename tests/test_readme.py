@@ -7,7 +7,7 @@ working directory, after a short prelude (`PRELUDE`) that makes it tiny and
 offline in two explicit ways, and nothing else:
 
 - `unsplit_tf.data.load_dataset` returns, whatever the name and data_dir asked
-  for, a small class-balanced slice (20 train, 10 test images) of the Fashion-MNIST subset embedded in the
+  for, a small class-balanced slice (120 train, 10 test images: enough for the label example's 100 samples) of the Fashion-MNIST subset embedded in the
   package (seeded noise images for CIFAR-10), and never touches the network;
 - the inversion attack (`invert`) runs at most 2 rounds of 5 + 5 steps.
 
@@ -46,7 +46,7 @@ PRELUDE = textwrap.dedent(
         def tiny_dataset(name, data_dir=None, *, download=True):
             name = data_module.canonical_name(name)
             embedded = load_dataset("f_mnist", data_dir=embedded_path)
-            train = data_module.indices_by_class(embedded.y_train, 20)
+            train = data_module.indices_by_class(embedded.y_train, 120)
             test = data_module.indices_by_class(embedded.y_test, 10)
             x_train, x_test = embedded.x_train[train], embedded.x_test[test]
             if name == "cifar10":
