@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from unsplit_tf.cli._common import Interrupted
 from unsplit_tf.cli._progress import Progress
@@ -23,6 +24,18 @@ def _summary(run) -> str:
     return f"MSE {head.reconstruction.mean_mse:.3f} SSIM {head.reconstruction.mean_ssim:.3f}{clone} ({run.timings.attack_seconds:.0f} s attack)"
 
 
+def _counts(event) -> str:
+    """The backend's cells done / running / left and the time left, e.g. " [3 done, 2 running, 5 left, ~4 min left]"."""
+    if getattr(event, "done", None) is None:  # None for "skipped" and "busy"
+        return ""
+    eta = "" if event.eta_seconds is None else f", ~{_duration(event.eta_seconds)} left"
+    return f" [{event.done} done, {event.running} running, {event.left} left{eta}]"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 class CellProgress:
     """One line per cell, and a progress line while a cell trains or attacks."""
 
@@ -38,11 +51,11 @@ class CellProgress:
         elif event.status == "busy":
             print(f"{head}: another sweep ({event.holder}) is computing it, skipped")
         elif event.status == "started":
-            print(f"{head} ...", flush=True)
+            print(f"{head} ...{_counts(event)}", flush=True)
             self.bar, self.done, self.targets = None, 0, getattr(event.cell, "targets", 1)
         else:
             self.close()
-            print(f"{head}: {_summary(event.run)}", flush=True)
+            print(f"{head}: {_summary(event.run)}{_counts(event)}", flush=True)
 
     def on_epoch(self, epoch: int, loss: float) -> None:
         print(f"  training epoch {epoch + 1}: loss {loss:.4f}", flush=True)
@@ -64,17 +77,19 @@ class CellProgress:
             self.bar = None
 
 
-def run_grid(cells, datasets: dict, args: argparse.Namespace, *, results: Path, cache: Path, verb: str):
-    """Validate and run `cells` into the store at `results`; Ctrl-C keeps every finished cell (exit 130)."""
+def run_grid(cells, datasets: dict, *, results: Path, cache: Path, verb: str, backend: Mapping[str, Any]):
+    """Validate and run `cells` into the store at `results` on `backend` (`run_sweep`'s backend and options, from
+    `cli.sweep.backend_options`); Ctrl-C keeps every finished cell (exit 130)."""
     from unsplit_tf.store import ResultStore
     from unsplit_tf.sweep import CellRunner, run_sweep
 
     store = ResultStore(results)
     progress = CellProgress()
-    runner = CellRunner(datasets, cache_dir=cache, on_epoch=progress.on_epoch, on_round=progress.on_round, on_step=progress.on_step)
+    # Cells on Ray run in other processes: their runner ships without this console's callbacks.
+    callbacks = {"on_epoch": progress.on_epoch, "on_round": progress.on_round, "on_step": progress.on_step} \
+        if backend["backend"] == "serial" else {}
+    runner = CellRunner(datasets, cache_dir=cache, **callbacks)
     command = f"unsplit-tf {verb} " + shlex.join(sys.argv[1:])
-    backend = {"backend": args.backend, **({"address": args.address} if getattr(args, "address", None) else {})} \
-        if hasattr(args, "backend") else {}
     try:
         outcome = run_sweep(cells, store, runner, datasets=datasets, command=command, on_event=progress.on_event, **backend)
     except KeyboardInterrupt:

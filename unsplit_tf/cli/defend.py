@@ -33,6 +33,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of
 from unsplit_tf.cli._outputs import writable_folder
+from unsplit_tf.cli.sweep import add_backend_arguments, backend_options
 from unsplit_tf.defenses import DEFENSES
 
 # Strength flags, each the grid of the registry's defenses it names.
@@ -69,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", "--out", type=Path, default=Path("results"), metavar="DIR", help="the results store, shared with the sweep (default results/)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="where trained models are cached (default $UNSPLIT_TF_CACHE or ~/.cache/unsplit_tf)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite REPORT.md and the figures from --results")
+    add_backend_arguments(parser)
 
 
 def settings(args: argparse.Namespace) -> list:
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from unsplit_tf.sweep import Budget, defense_cells
 
     args = filled(args)
+    backend = backend_options(args)
     results = writable_folder(args.results, "--results")
     if args.report_only:
         print(f"wrote {write_report(ResultStore(results))}")
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     cells = defense_cells(data, chosen, depth=args.depth, seed=args.seed, inversion=inversion, labels=labels)
     from unsplit_tf.cli._grid import run_grid
 
-    store, _ = run_grid(cells, {data.name: data}, args, results=results, cache=cache, verb="defend")
+    store, _ = run_grid(cells, {data.name: data}, results=results, cache=cache, verb="defend", backend=backend)
     print(f"wrote {write_report(store)}")
     return 0
 

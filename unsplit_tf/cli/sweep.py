@@ -17,6 +17,7 @@ exit code 130) resumes where it stopped. Then: unsplit-tf report
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -51,8 +52,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-depth", type=int, default=defaults.LABEL_DEPTH, help=f"depth of the client's bottom part in the label run (default {defaults.LABEL_DEPTH})")
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results folder (default results/)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="where trained models are cached (default $UNSPLIT_TF_CACHE or ~/.cache/unsplit_tf)")
-    parser.add_argument("--backend", choices=("serial", "ray"), default="serial", help="run cells in this process (default) or as Ray tasks")
-    parser.add_argument("--address", help="with --backend ray: the address of a running Ray cluster (default: start a local one)")
+    add_backend_arguments(parser)
+
+
+RAY_FLAGS = {"address": "address", "num_cpus": "num_cpus", "cpus_per_cell": "cpus_per_cell",
+             "gpus_per_cell": "num_gpus_per_cell", "max_retries": "max_retries"}
+"""The Ray flags (argparse names) and the `RayOptions` field each sets."""
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend and the Ray flags, for every verb that runs a grid (sweep, defend)."""
+    parser.add_argument("--backend", choices=("serial", "ray"), default="serial",
+                        help="run cells one by one in this process (default) or as Ray tasks (pip install 'unsplit-tf[ray]')")
+    parser.add_argument("--address", metavar="HOST:PORT",
+                        help="with --backend ray: join this Ray cluster (`ray start --head` prints it; default: start a local Ray)")
+    parser.add_argument("--num-cpus", type=int, metavar="N", help="with --backend ray and no --address: CPUs of the local Ray (default all)")
+    parser.add_argument("--cpus-per-cell", type=finite_float, metavar="N", help="with --backend ray: CPUs each cell reserves (default 1)")
+    parser.add_argument("--gpus-per-cell", type=finite_float, metavar="F",
+                        help="with --backend ray: GPUs each cell reserves, a fraction to share one (default 0)")
+    parser.add_argument("--max-retries", type=int, metavar="N", help="with --backend ray: reruns of a cell whose worker died (default 2)")
+
+
+def backend_options(args: argparse.Namespace) -> dict:
+    """`run_sweep`'s backend and its options from the flags, checked before any data is loaded."""
+    given = {flag: getattr(args, flag) for flag in RAY_FLAGS if getattr(args, flag) is not None}
+    if args.backend == "serial":
+        if given:
+            raise CliError(f"--{next(iter(given)).replace('_', '-')} is an option of --backend ray")
+        return {"backend": "serial"}
+    try:
+        from unsplit_tf.sweep_ray import RayOptions
+    except ImportError as error:
+        raise CliError(str(error)) from None
+    try:
+        options = RayOptions(**{RAY_FLAGS[flag]: value for flag, value in given.items()})
+    except ValueError as error:
+        raise CliError(f"{error} (--backend ray flags: {', '.join('--' + f.replace('_', '-') for f in RAY_FLAGS)})") from None
+    return {"backend": "ray", **dataclasses.asdict(options)}
 
 
 def parse_attack(text: str) -> tuple[str, str]:
@@ -97,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget)
+    backend = backend_options(args)
     if args.targets < 1 or args.label_samples < 0:
         raise CliError("--targets must be at least 1 and --label-samples 0 or more")
     results = writable_folder(args.results, "--results")
@@ -113,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                                 batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
     from unsplit_tf.cli._grid import run_grid
 
-    store, _ = run_grid(cells, datasets, args, results=results, cache=cache, verb="sweep")
+    store, _ = run_grid(cells, datasets, results=results, cache=cache, verb="sweep", backend=backend)
     print(f"all {len(cells)} cells are in {store.cells_dir}; now: unsplit-tf report --results {args.results}")
     return 0
 
