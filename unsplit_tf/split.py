@@ -120,6 +120,12 @@ def split_u_shaped(model: keras.Model, *, depth: int, head_layers: int = 1) -> U
     bottom_tensor = _single_output(model, model.get_layer(bottom.cut_layer))
     top_tensor = _single_output(model, model.get_layer(top.cut_layer))
     server = keras.Model(bottom_tensor, top_tensor, name=f"{model.name}_server")
+    if not server.trainable_weights:
+        trainable = [d for d in range(head_start - 1) if any(layer.trainable_weights for layer in counted[d + 1 : head_start])]
+        raise ValueError(
+            f"depth {depth} leaves the server only layers without weights ({', '.join(l.name for l in counted[depth + 1 : head_start])}) "
+            f"in model '{model.name}': it would train nothing; choose depth in 0..{max(trainable)}"
+        )
     return UShapedSplit(client_bottom=bottom.client, server=server, client_head=top.server)
 
 
