@@ -1,4 +1,4 @@
-"""Score reconstructions against the true inputs and a stolen clone against the client.
+"""Score reconstructions against the true inputs, a stolen clone against the client, inferred labels against the true ones.
 
 Images are float NHWC batches in [0, 1], as numpy arrays or tensors. Every
 function returns numpy arrays or python floats, so results can be logged or
@@ -8,12 +8,16 @@ ground truth the attacker does not have.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    from unsplit_tf.attacks.labels import LabelInferenceResult
 
 PSNR_CAP_DB = 100.0
 """PSNR reported for identical images (and the ceiling for any pair), in dB.
@@ -337,13 +341,7 @@ def clone_quality(
 
 # ---------------------------------------------------------------- label inference: scores against the true labels
 #
-# The label attacks (`unsplit_tf.attacks.labels`) never call these. Imports of this section are kept here, with it.
-
-from collections.abc import Sequence  # noqa: E402
-from typing import TYPE_CHECKING  # noqa: E402
-
-if TYPE_CHECKING:
-    from unsplit_tf.attacks.labels import LabelInferenceResult
+# The label attacks (`unsplit_tf.attacks.labels`) never call these.
 
 
 @dataclass(frozen=True)
