@@ -4,6 +4,9 @@
     unsplit-tf sweep --datasets f_mnist mnist --data-dir mnist=DIR
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
+    unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
+    unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
+                                                             # `ray start --address HEAD:6379` on the others
 
 For each dataset and depth (the paper's: 1..6 for the MNIST net, 1..8 for the
 CIFAR net) the split model is trained once (cached) and every --attack
