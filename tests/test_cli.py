@@ -311,10 +311,11 @@ def test_a_sequential_cell_counts_rounds_over_all_its_targets(capsys):
     import numpy as np
 
     from unsplit_tf.cli._grid import CellProgress
+    from unsplit_tf.sweep import SweepEvent
 
     cell = types.SimpleNamespace(targets=10, describe=lambda: "inversion cell")
     progress = CellProgress()
-    progress.on_event(types.SimpleNamespace(status="started", index=1, total=1, cell=cell))
+    progress.on_event(SweepEvent("started", cell, 1, 1, running=1, left=0))
     for round_index in range(1, 4):
         progress.on_round(types.SimpleNamespace(targets=(0,), round=round_index, rounds=100, matching_loss=np.zeros(1)))
     assert progress.bar.total == 1000 and progress.bar.done == 3

@@ -26,7 +26,7 @@ def _summary(run) -> str:
 
 def _counts(event) -> str:
     """The backend's cells done / running / left and the time left, e.g. " [3 done, 2 running, 5 left, ~4 min left]"."""
-    if getattr(event, "done", None) is None:  # None for "skipped" and "busy"
+    if event.done is None:  # None for "skipped" and "busy"
         return ""
     eta = "" if event.eta_seconds is None else f", ~{_duration(event.eta_seconds)} left"
     return f" [{event.done} done, {event.running} running, {event.left} left{eta}]"
