@@ -86,3 +86,16 @@ def test_an_attack_config_comes_back_as_its_typed_dataclass():
     config = preset("tuned").replace(main_iters=7)
     info = AttackInfo.from_dict(json.loads(json.dumps(AttackInfo.of("unsplit", "tuned", config).to_dict())))
     assert info.config_as(InversionConfig) == config  # the box comes back as a tuple, the mode as a valid literal
+
+
+def test_image_scores_keep_the_affine_aligned_scores_of_an_inverted_picture():
+    """A perfect negative scores as no leak on raw SSIM; the record must still show it was recovered."""
+    import numpy as np
+
+    from unsplit_tf.records import ImageScores
+    from unsplit_tf.scoring import reconstruction_scores
+
+    x = np.random.default_rng(0).random((3, 8, 8, 1), dtype=np.float32)
+    scores = ImageScores.of(reconstruction_scores(x, 1.0 - x))
+    assert scores.mean_ssim < 0 and scores.mean_affine_aligned_ssim > 0.99
+    assert ImageScores.from_dict(scores.to_dict()) == scores

@@ -319,16 +319,30 @@ class AttackInfo(Record):
 
 @dataclass(frozen=True)
 class ImageScores(Record):
-    """Per-image MSE, PSNR (dB) and SSIM (data range 1) of one set of images against the originals."""
+    """Per-image MSE, PSNR (dB) and SSIM (data range 1) of one set of images against the originals.
+
+    `affine_aligned_*`: the same after each image's best affine fit of intensities (a·x̂ + b), so a
+    recovered but inverted or dimmed picture is not scored as no leak (empty when not computed).
+    """
 
     mse: tuple[float, ...]
     psnr: tuple[float, ...]
     ssim: tuple[float, ...]
+    affine_aligned_mse: tuple[float, ...] = ()
+    affine_aligned_ssim: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, scores: Any) -> ImageScores:
         """From `unsplit_tf.scoring.ReconstructionScores`."""
-        return cls(*(tuple(float(v) for v in getattr(scores, name)) for name in ("mse", "psnr", "ssim")))
+        def floats(name: str) -> tuple[float, ...]:
+            values = getattr(scores, name, None)
+            return () if values is None else tuple(float(v) for v in values)
+
+        return cls(*(floats(name) for name in ("mse", "psnr", "ssim", "affine_aligned_mse", "affine_aligned_ssim")))
+
+    @property
+    def mean_affine_aligned_ssim(self) -> float | None:
+        return float(np.mean(self.affine_aligned_ssim)) if self.affine_aligned_ssim else None
 
     @property
     def n(self) -> int:
@@ -474,7 +488,10 @@ class InversionRun(RunRecord):
         verdict = "beats" if head.beats_mean_image else "does NOT beat"
         text = (f"{self.attack.family}" + (f" ({self.attack.preset})" if self.attack.preset else "")
                 + f" on {self.data.name}, {self.victim.summary()}: MSE {head.reconstruction.mean_mse:.4f}, "
-                f"SSIM {head.reconstruction.mean_ssim:.3f} over {head.reconstruction.n} targets; {verdict} the "
+                f"SSIM {head.reconstruction.mean_ssim:.3f}"
+                + (f" (affine-aligned {head.reconstruction.mean_affine_aligned_ssim:.3f})"
+                   if head.reconstruction.mean_affine_aligned_ssim is not None else "")
+                + f" over {head.reconstruction.n} targets; {verdict} the "
                 f"dataset-mean image (MSE {mean.mean_mse:.4f}, SSIM {mean.mean_ssim:.3f})")
         if self.clone is not None:
             text += f"; stolen clone {self.clone.clone_accuracy:.1%} (model {self.clone.original_accuracy:.1%})"
