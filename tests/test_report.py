@@ -119,3 +119,12 @@ def test_defense_runs_in_the_store_get_tables_figures_and_a_summary_of_what_stop
     assert "gaussian noise at strength 1 (costing 6.0 points of accuracy)" in summary  # 0.5 still leaks (0.05)
     assert "gradient noise at strength 2 (costing 5.0 points of accuracy)" in summary
     assert "noise stddev / the example's RMS activation" in report  # the registry's strength meanings
+
+
+def test_the_report_shows_no_folder_of_the_machine_a_run_happened_on():
+    from unsplit_tf.reporting.document import portable
+
+    command = "unsplit-tf sweep --data-dir mnist=/home/me/data/mnist_5k.npz --results /tmp/run/results"
+    assert portable(command) == "unsplit-tf sweep --data-dir mnist=DIR/mnist_5k.npz --results DIR/results"
+    assert portable("IDX files in /usr/share/datasets/fashion-mnist") == "IDX files in DIR/fashion-mnist"
+    assert portable("x/y shuffled, 4000/1000 held out") == "x/y shuffled, 4000/1000 held out"

@@ -7,6 +7,7 @@ time and always matches the results it sits beside.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +26,16 @@ from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.store import ResultStore
 
 REPORT_NAME = "REPORT.md"
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:])/(?:[^\s/,;()'\"=]+/)+([^\s/,;()'\"=]+)")
+
+
+def portable(text: str) -> str:
+    """`text` with every absolute path of the machine a run happened on shortened to DIR/<last part>.
+
+    Records keep the exact command and data source; a committed report must not show the folders of
+    the machine that produced it.
+    """
+    return _ABSOLUTE_PATH.sub(r"DIR/\1", text)
 Run = InversionRun | LabelRun
 
 
@@ -160,7 +171,7 @@ def summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, la
 
 
 def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
-    commands = sorted({run.command for run in runs if run.command})
+    commands = sorted({portable(run.command) for run in runs if run.command})
     environment = runs[0].environment
     loads = [run.environment.load_average_1min for run in runs if run.environment.load_average_1min is not None]
     machine = (f"Machine: {environment.cpu_count} CPU cores ({environment.machine}), {environment.gpus} GPU, unsplit-tf "
@@ -209,7 +220,7 @@ def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelR
     lines = [f"## {title}"]
     if series:
         data = series[0].runs[0].data
-        lines.append(f"Data: {data.source}; {data.train_images:,} training and {data.test_images:,} test images.")
+        lines.append(f"Data: {portable(data.source)}; {data.train_images:,} training and {data.test_images:,} test images.")
         budgets = ", ".join(sorted({one.setting.budget for one in series}))
         targets = ", ".join(sorted({str(one.setting.targets) for one in series}))
         lines.append(" ".join(_model_lines(series)) + f" Attack budget per target: {budgets}; {targets} targets.")
@@ -247,7 +258,7 @@ def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Seq
         grey, mean = head.baselines.constant_grey, head.baselines.dataset_mean
         lines.append(f"### Inversion and model stealing against defended activations ({group.title})")
         lines.append(
-            f"{title_of(first.data.name)} ({first.data.source}), two-party split at depth {first.victim.depth} "
+            f"{title_of(first.data.name)} ({portable(first.data.source)}), two-party split at depth {first.victim.depth} "
             f"(cut after `{first.victim.cut_layer}`), each model trained from the same initial weights"
             + (f" for {training.epochs} epochs (batch {training.batch_size}, seed {training.seed})" if training else "")
             + f" with the defense at the cut, then attacked on all {len(head.targets.indices)} targets as the defended client "

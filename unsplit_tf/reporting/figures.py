@@ -13,6 +13,14 @@ from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.reporting.tables import BASELINE_TITLES, GROUPING_METHOD, LABEL_COLUMNS, comparison_series, defense_name
 
 REFERENCE_PREFIXES = ("guess:", "split model:", "authors' code:")  # drawn dashed: references, not this run's attacks
+_REFERENCE_KINDS = {"grey": "grey image", "mean image": "dataset mean", "split model": "split model"}
+
+
+def _reference_colour(label: str) -> str | None:
+    """The one colour `plots.REFERENCE_COLOURS` gives this kind of reference line in every figure, if it is one."""
+    from unsplit_tf.plots import REFERENCE_COLOURS
+
+    return next((REFERENCE_COLOURS[kind] for word, kind in _REFERENCE_KINDS.items() if word in label), None)
 
 
 def depth_curves(series: Sequence[Series]):
@@ -58,6 +66,9 @@ def _mark_depths(figure):
     for line in axes.get_lines():
         if line.get_label().startswith(REFERENCE_PREFIXES):
             line.set_linestyle("--")
+            colour = _reference_colour(line.get_label())
+            if colour is not None:
+                line.set_color(colour)
         else:
             line.set_marker("o")
     axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -172,7 +183,7 @@ def _tradeoff_figure(runs: Sequence[InversionRun] | Sequence[LabelRun], panels, 
                       linestyle="none", label="no defense")
         if index in reference_lines:
             level, name = reference_lines[index]
-            axes.axhline(level, color="grey", linestyle="--", linewidth=1, label=name)
+            axes.axhline(level, color=_reference_colour(name) or "grey", linestyle="--", linewidth=1, label=name)
         axes.xaxis.set_major_formatter(PercentFormatter(1.0))
         if "accuracy" in ylabel:
             axes.yaxis.set_major_formatter(PercentFormatter(1.0))
