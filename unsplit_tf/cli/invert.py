@@ -186,7 +186,10 @@ def write_outputs(out: Path, outcome, data) -> None:
     save_figure(figure, out / "grid.png")
     histories = [history for history in result.matching_loss if len(history)]
     series = {f"{label} ({i})": history for i, (label, history) in enumerate(zip(head.targets.classes, histories))}
-    save_figure(curves(series, xlabel="round", ylabel="MSE(clone(x_hat), z)", logy=True, title="activation matching"), out / "losses.png")
+    losses_title = (f"Activation matching, {data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), "
+                    f"{record.attack.preset} preset")
+    save_figure(curves(series, xlabel="round", ylabel="MSE(clone(x_hat), z)", logy=True, integer_x=True, title=losses_title),
+                out / "losses.png")
     partial = out / f".{MARKER}.partial"
     partial.write_text(json.dumps(record.to_dict(), indent=2, allow_nan=False))
     partial.replace(out / MARKER)

@@ -110,13 +110,16 @@ def write_outputs(out: Path, outcome, data, args: argparse.Namespace) -> None:
     """The accuracy plot, then the record (atomically, last: a folder holding it holds a finished run)."""
     import numpy as np
 
-    from unsplit_tf.plots import curves, save_figure
+    from unsplit_tf.plots import Reference, curves, save_figure
 
     out.mkdir(parents=True, exist_ok=True)
     series = {name: [np.nan if value is None else value for value in values] for name, values in outcome.curves.items()}
     if outcome.curve_steps and series:
+        chance = max((m.chance for m in outcome.run.methods if m.accuracy is not None), default=None)
+        references = [Reference("chance", chance, f"chance (most frequent class, {chance:.0%})")] if chance is not None else []
         figure = curves(series, x=outcome.curve_steps, xlabel="training step", ylabel="label accuracy so far (known labels excluded)",
-                        title=f"Label inference, {data.name}, batch {args.batch_size}, depth {args.depth}")
+                        title=f"Label inference, {data.name}, batch {args.batch_size}, depth {args.depth}",
+                        integer_x=True, percent=True, references=references)
         save_figure(figure, out / "label_accuracy.png")
     partial = out / f".{MARKER}.partial"
     partial.write_text(json.dumps(outcome.run.to_dict(), indent=2, allow_nan=False))
