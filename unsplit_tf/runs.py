@@ -18,10 +18,21 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from unsplit_tf import defaults
 from unsplit_tf._validation import at_least
-from unsplit_tf.attacks.inversion import InversionConfig, InversionResult, RoundReport, invert
+from unsplit_tf.attacks.inversion import (
+    AuxiliaryResult,
+    InverseNetworkConfig,
+    InversionConfig,
+    InversionResult,
+    RoundReport,
+    SDARAttack,
+    SDARConfig,
+    invert,
+    query_free_attack,
+)
 from unsplit_tf.attacks.labels import (  # the label attacks, in one place
     DirectionScoring,
     KnownLabels,
@@ -41,7 +52,7 @@ from unsplit_tf.defenses import (
     split_with_defense,
 )
 from unsplit_tf.models import reference_net
-from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, UShapedWireRecord, train_reference_net
+from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, UShapedWireRecord, WireRecord, train_reference_net
 from unsplit_tf.records import (
     DATA_OBLIVIOUS,
     NO_DEFENSE,
@@ -71,14 +82,21 @@ from unsplit_tf.split import Split, clone_architecture, split_model, split_u_sha
 MINMAX_DATASETS = ("cifar",)
 """Datasets whose reconstructions are min-max normalised before scoring (the authors' convention)."""
 
-INVERSION_FAMILIES: dict[str, type] = {"unsplit": InversionConfig}
-"""Attack family -> its config type. An auxiliary-data family adds its entry and a branch in `_attack`."""
+INVERSION_FAMILIES: dict[str, type] = {"unsplit": InversionConfig, "sdar": SDARConfig, "inverse_network": InverseNetworkConfig}
+"""Attack family -> its config type. Every family but "unsplit" needs `aux` auxiliary images."""
+AUXILIARY_FAMILIES = ("sdar", "inverse_network")
+
+OBSERVED_SAMPLE = "observed_sample"
+OBSERVED_SAMPLE_SIZE = 10
+"""Training images of the last epoch whose smashed data SDAR decodes the moment it sees them (one per sampled step)."""
 
 CLASS_TARGETS = "class_targets"
 TRAIN_ON_OBSERVED = -1
 """`train_samples` of a label run that trains on the observed examples only (the authors' demo)."""
 
 EpochCallback = Callable[[int, float], None]
+Alongside = Callable[[keras.Model, keras.Model], Callable[[WireRecord], None]]
+"""(known client architecture, the server being trained) -> the `on_step` of an attack running alongside training."""
 
 
 def default_training(seed: int = defaults.SEED) -> TrainConfig:
@@ -129,13 +147,18 @@ def _training_data(data: Dataset, train_samples: int | None) -> Dataset:
     return dataclasses.replace(data, x_train=data.x_train[:train_samples], y_train=data.y_train[:train_samples])
 
 
-def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallback | None) -> _Deployed:
-    """Train (or load) the reference net with the spec's defense at the cut."""
+def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallback | None,
+            alongside: Alongside | None = None) -> _Deployed:
+    """Train (or load) the reference net with the spec's defense at the cut.
+
+    With `alongside`, an attack observes every training step, so the victim is trained here and now,
+    never loaded from the model cache (a cached victim has no training to watch).
+    """
     train_data = _training_data(data, spec.train_samples)
     config = spec.training
     cut = {"depth": spec.depth, "layer": spec.layer}
     started = time.perf_counter()
-    if spec.defense == NO_DEFENSE:
+    if spec.defense == NO_DEFENSE and alongside is None:
         trained = train_reference_net(train_data, depth=spec.depth or 1, config=config, cache_dir=cache_dir, on_epoch=on_epoch)
         split = split_model(trained.model, **cut)
         known, accuracy, from_cache = split.client, trained.test_accuracy, trained.from_cache
@@ -143,9 +166,11 @@ def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallba
         keras.utils.set_random_seed(config.seed)  # the same initial weights as the undefended victim
         model = reference_net(data.name)
         known = split_model(model, **cut).client
-        split = split_with_defense(model, make_defense(spec.defense, model, config.seed), **cut)
+        split = (split_model(model, **cut) if spec.defense == NO_DEFENSE
+                 else split_with_defense(model, make_defense(spec.defense, model, config.seed), **cut))
         trainer = SplitTrainer(split.client, split.server, config)
-        trainer.fit(train_data.x_train, train_data.y_train, on_epoch=on_epoch)
+        on_step = None if alongside is None else alongside(known, split.server)
+        trainer.fit(train_data.x_train, train_data.y_train, on_epoch=on_epoch, on_step=on_step)
         accuracy, from_cache = trainer.evaluate(data.x_test, data.y_test), False
     seconds = None if from_cache else time.perf_counter() - started
     training = Training(config.epochs, config.batch_size, config.learning_rate, config.seed, len(train_data.x_train),
@@ -173,18 +198,26 @@ def as_uint8(images: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class InversionOutcome:
-    """A finished inversion run: its record, the attack's own result (clone, float reconstructions, losses), the victim."""
+    """A finished inversion run: its record, the attack's own result (an `InversionResult` for "unsplit", an
+    `AuxiliaryResult` otherwise), the victim, and the float reconstructions of the scored targets."""
 
     run: InversionRun
-    result: InversionResult
+    result: InversionResult | AuxiliaryResult
     split: Split
+    reconstructions: np.ndarray
+
+    @property
+    def clone(self) -> keras.Model:
+        """The stolen client: UnSplit's clone, or an auxiliary-data attack's simulator."""
+        return self.result.clone if isinstance(self.result, InversionResult) else self.result.simulator
 
 
 def run_inversion(
     data: Dataset,
-    config: InversionConfig,
+    config: InversionConfig | SDARConfig | InverseNetworkConfig,
     *,
     victim: VictimSpec | Split | None = None,
+    aux: int = 0,
     preset: str | None = None,
     targets: int = defaults.TARGETS,
     model_source: ModelSource | None = None,
@@ -198,60 +231,155 @@ def run_inversion(
         data: the dataset; the targets are its first `targets` test images class by class.
         config: the attack's config (its type names the family, see `INVERSION_FAMILIES`).
         victim: a `VictimSpec` (default `VictimSpec()`: the reference net at depth 2, trained
-            `defaults.EPOCHS` epochs, cached), or a `Split` the caller trained (a user's model).
+            `defaults.EPOCHS` epochs, cached), or a `Split` the caller trained (a user's model;
+            "unsplit" only).
+        aux: for "sdar" and "inverse_network": this many labelled training images, a seeded random
+            draw, are held out of the client's training set and given to the server (0 for "unsplit").
         preset: the preset name `config` came from, for the record.
         model_source: with a `Split`, what it is (e.g. `ModelSource("file", name, sha256)`).
-        on_epoch, on_round: progress of the victim's training and of the attack.
+        on_epoch, on_round: progress of the victim's training and of UnSplit's rounds.
 
-    The server observes the cut activations of the targets and knows the client's
-    (undefended) architecture. Ctrl-C during the attack returns a record with
-    `interrupted=True`, scored on the targets it attacked; during training it raises.
+    "unsplit": the server observes the cut activations of the targets and knows the client's
+    (undefended) architecture. "sdar" runs alongside training, one step per observed batch (so the
+    victim is trained, never cached), and is also scored on a sample of the last epoch's batches,
+    decoded when observed; "inverse_network" fits its shadow client after training, through the
+    server. Ctrl-C during UnSplit's attack returns a record with `interrupted=True`, scored on the
+    targets it attacked; during training it raises.
     """
     family = next((name for name, kind in INVERSION_FAMILIES.items() if isinstance(config, kind)), None)
     if family is None:
         raise ValueError(f"config must be one of {[kind.__name__ for kind in INVERSION_FAMILIES.values()]}, "
                          f"got {type(config).__name__}")
     chosen = _check_targets(data, targets)
-    environment, started = Environment.current(), time.perf_counter()
     spec = VictimSpec() if victim is None else victim
-    deployed = _given(spec, model_source) if isinstance(spec, Split) else _deploy(data, spec, cache_dir=cache_dir, on_epoch=on_epoch)
+    client_data, aux_x, aux_y, kept = _hold_out(data, spec, family, aux)
+    environment, started = Environment.current(), time.perf_counter()
+    watcher = None
+    if family == "sdar":
+        watcher = _SDARWatcher(config, aux_x, aux_y, spec.training, len(_training_data(client_data, spec.train_samples).x_train))
+    deployed = (_given(spec, model_source) if isinstance(spec, Split) else
+                _deploy(client_data, spec, cache_dir=cache_dir, on_epoch=on_epoch,
+                        alongside=None if watcher is None else watcher.start))
     split, originals = deployed.split, data.x_test[chosen]
 
     observed = split.client(originals, training=False)  # all the server sees of the targets
-    result = _attack(deployed.known_client, observed, config, on_round)
-    attacked = result.rounds_run > 0
-    if not attacked.any():
-        raise KeyboardInterrupt
-    if result.interrupted:  # score only the targets the attack worked on
-        chosen, originals = chosen[attacked], originals[attacked]
-        result = dataclasses.replace(result, reconstructions=result.reconstructions[attacked])
+    interrupted = False
+    if family == "unsplit":
+        result = _attack(deployed.known_client, observed, config, on_round)
+        attacked = result.rounds_run > 0
+        if not attacked.any():
+            raise KeyboardInterrupt
+        if result.interrupted:  # score only the targets the attack worked on
+            chosen, originals = chosen[attacked], originals[attacked]
+            result = dataclasses.replace(result, reconstructions=result.reconstructions[attacked])
+        reconstructions, clone, interrupted = result.reconstructions, result.clone, result.interrupted
+        steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
+        threat = DATA_OBLIVIOUS
+    else:
+        result = (watcher.attack.result() if watcher is not None
+                  else query_free_attack(deployed.known_client, split.server, aux_x, aux_y, config))
+        reconstructions, clone, steps = result.reconstruct(observed), result.simulator, result.steps
+        threat = _auxiliary_threat(family, config, aux)
 
     # ---- scoring, outside the attack: the true targets and the real client/server appear only here
-    evaluation, scored = _evaluate(data, chosen, originals, result.reconstructions, seed=config.seed)
+    classes = tuple(data.class_names[label] for label in data.y_test[chosen])
+    evaluation, scored = _evaluate(data, CLASS_TARGETS, Targets("test", tuple(int(i) for i in chosen), classes),
+                                   originals, reconstructions, seed=config.seed)
+    evaluations = (evaluation,)
+    if watcher is not None and watcher.rows:
+        rows = kept[np.asarray(watcher.rows)]  # rows of the full training set
+        sampled = Targets("train", tuple(int(i) for i in rows), tuple(data.class_names[label] for label in data.y_train[rows]))
+        evaluations += (_evaluate(data, OBSERVED_SAMPLE, sampled, data.x_train[rows], np.concatenate(watcher.decoded),
+                                  seed=config.seed)[0],)
     fresh_clone = clone_architecture(deployed.known_client, seed=config.seed)  # the attack's starting point, for scale
     before = clone_quality(split.client, fresh_clone, split.server, data.x_test, data.y_test)
-    quality = clone_quality(split.client, result.clone, split.server, data.x_test, data.y_test)
+    quality = clone_quality(split.client, clone, split.server, data.x_test, data.y_test)
     sample = data.x_test[: defaults.DCOR_SAMPLES]
     dcor = float(distance_correlation(sample, split.client(sample, training=False)))
-    steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
     run = InversionRun(
         environment=environment,
         data=DataInfo.of(data),
-        threat_model=DATA_OBLIVIOUS,
+        threat_model=threat,
         victim=_victim_record(deployed, split, quality.original_accuracy),
         attack=AttackInfo.of(family, preset, config),
-        evaluations=(evaluation,),
+        evaluations=evaluations,
         clone=CloneScores.of(quality),
         clone_before_attack=CloneScores.of(before),
         timings=Timings(result.seconds, time.perf_counter() - started,
                         None if deployed.training is None else deployed.training.seconds,
                         steps / result.seconds if result.seconds else None),
         distance_correlation=dcor,
-        interrupted=result.interrupted,
+        interrupted=interrupted,
         finished_at=now(),
         arrays={"originals": as_uint8(originals), "reconstructions": as_uint8(scored), "indices": chosen},
     )
-    return InversionOutcome(run, result, split)
+    return InversionOutcome(run, result, split, np.asarray(reconstructions))
+
+
+def check_aux(data: Dataset, family: str, aux: int, train_samples: int | None = None) -> None:
+    """ValueError unless `aux` suits the family and leaves the client training data (before any work)."""
+    if family not in AUXILIARY_FAMILIES:
+        if aux:
+            raise ValueError(f"aux={aux} but {family!r} uses no auxiliary data; pass aux=0, or choose an "
+                             f"auxiliary-data family ({', '.join(AUXILIARY_FAMILIES)})")
+        return
+    at_least(f"aux (auxiliary images of {family!r})", aux, 2)
+    client = train_samples or 1
+    if aux + client > len(data.x_train):
+        raise ValueError(f"aux {aux} plus {client} client training image(s) is more than the {len(data.x_train)} "
+                         f"training images of {data.name}; pass a smaller aux")
+
+
+def _hold_out(data: Dataset, spec: VictimSpec | Split, family: str, aux: int
+              ) -> tuple[Dataset, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(the client's data, the server's aux images and labels, the client's rows of the training set).
+
+    The aux images are a seeded random draw of the training set (the files are sorted by class); the
+    client trains on the rest, in their order: the two are disjoint."""
+    if family in AUXILIARY_FAMILIES and isinstance(spec, Split):
+        raise ValueError(f"{family!r} holds its aux images out of the victim's training data: pass a VictimSpec, not a trained Split")
+    check_aux(data, family, aux, None if isinstance(spec, Split) else spec.train_samples)
+    if family not in AUXILIARY_FAMILIES:
+        return data, None, None, np.arange(len(data.x_train))
+    order = np.random.default_rng(spec.training.seed).permutation(len(data.x_train))
+    held, kept = np.sort(order[:aux]), np.sort(order[aux:])
+    client = dataclasses.replace(data, x_train=data.x_train[kept], y_train=data.y_train[kept])
+    return client, data.x_train[held], data.y_train[held], kept
+
+
+def _auxiliary_threat(family: str, config: SDARConfig | InverseNetworkConfig, aux: int) -> ThreatModel:
+    observations = ("the smashed data of every training batch, through its own model as it trains" if family == "sdar"
+                    else "the cut-layer activations of the attacked inputs, through its trained model")
+    return ThreatModel("auxiliary-data", config.simulator == "client", observations, auxiliary_images=aux,
+                       auxiliary_labels=True)
+
+
+class _SDARWatcher:
+    """SDAR alongside training: builds the attack once the server exists (`start`, an `Alongside`), steps it on
+    every batch, and decodes a seeded sample of the last epoch's batches the moment it sees them (for scoring)."""
+
+    def __init__(self, config: SDARConfig, aux_x: np.ndarray, aux_y: np.ndarray, training: TrainConfig, samples: int) -> None:
+        self.config, self.aux_x, self.aux_y = config, aux_x, aux_y
+        per_epoch = -(-samples // training.batch_size)
+        rng = np.random.default_rng(config.seed)
+        chosen = rng.choice(per_epoch, min(OBSERVED_SAMPLE_SIZE, per_epoch), replace=False) + 1 + (training.epochs - 1) * per_epoch
+        self._per_step = -(-OBSERVED_SAMPLE_SIZE // len(chosen))
+        self._steps, self._rng = {int(step) for step in chosen}, rng
+        self.attack: SDARAttack | None = None
+        self.rows: list[int] = []  # rows of the client's training data
+        self.decoded: list[np.ndarray] = []
+
+    def start(self, known_client: keras.Model, server: keras.Model) -> Callable[[WireRecord], None]:
+        self.attack = SDARAttack(known_client, server, self.aux_x, self.aux_y, self.config)
+        return self.on_step
+
+    def on_step(self, record: WireRecord) -> None:
+        self.attack.on_step(record)
+        if record.step in self._steps:
+            wanted = min(self._per_step, OBSERVED_SAMPLE_SIZE - len(self.rows), len(record.indices))
+            picked = self._rng.choice(len(record.indices), wanted, replace=False)
+            self.rows += [int(i) for i in np.asarray(record.indices)[picked]]
+            self.decoded.append(self.attack.reconstruct(tf.gather(record.activations, picked)))
 
 
 def _attack(known_client: keras.Model, observed, config, on_round) -> InversionResult:
@@ -259,18 +387,16 @@ def _attack(known_client: keras.Model, observed, config, on_round) -> InversionR
     return invert(known_client, observed, config, on_round=on_round)
 
 
-def _evaluate(data: Dataset, chosen: np.ndarray, originals: np.ndarray, reconstructions: np.ndarray, *, seed: int
-              ) -> tuple[Evaluation, np.ndarray]:
+def _evaluate(data: Dataset, name: str, targets: Targets, originals: np.ndarray, reconstructions: np.ndarray, *,
+              seed: int) -> tuple[Evaluation, np.ndarray]:
     """The evaluation of one target set, and the reconstructions as scored (min-max normalised for CIFAR-10)."""
     minmax = data.name in MINMAX_DATASETS
     scored = minmax_normalize(reconstructions) if minmax else np.asarray(reconstructions)
     guesses = baseline_scores(originals, seed=seed, mean_image=data.x_train.mean(axis=0))
     baselines = Baselines(ImageScores.of(guesses["constant_0.5"]), ImageScores.of(guesses["uniform_random"]),
                           ImageScores.of(guesses["dataset_mean"]))
-    classes = tuple(data.class_names[label] for label in data.y_test[chosen])
     evaluation = Evaluation(
-        CLASS_TARGETS, Targets("test", tuple(int(i) for i in chosen), classes), minmax,
-        ImageScores.of(reconstruction_scores(originals, scored)), baselines,
+        name, targets, minmax, ImageScores.of(reconstruction_scores(originals, scored)), baselines,
         negative=ImageScores.of(reconstruction_scores(originals, 1.0 - np.clip(scored, 0.0, 1.0))),
     )
     return evaluation, scored

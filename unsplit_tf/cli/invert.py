@@ -1,6 +1,7 @@
-"""Model inversion + model stealing against a split model (UnSplit's data-oblivious attack).
+"""Model inversion + model stealing against a split model (UnSplit's data-oblivious attack, or an auxiliary-data one).
 
     unsplit-tf invert --dataset f_mnist --depth 2            # the strongest preset ("tuned")
+    unsplit-tf invert --dataset f_mnist --depth 6 --attack sdar --aux 6000   # SDAR alongside training
     unsplit-tf invert --dataset f_mnist --depth 2 --quick    # a one-minute demonstration
     unsplit-tf invert --preset paper                         # the authors' defaults, exactly
     unsplit-tf invert --dataset cifar --data-dir DIR --model my.keras --layer block1_pool
@@ -12,6 +13,12 @@ metrics.json (the run record), reconstructions.npz and the stolen clone,
 clone.keras. The summary line says whether the attack beat the dataset's
 mean image (lower MSE and higher SSIM). Ctrl-C stops the attack, scores and
 writes the targets that finished, and exits with code 130.
+
+--attack sdar / inverse_network hold --aux N labelled training images out of
+the client's training set for the server. SDAR runs at every training step
+(the victim is trained afresh, never loaded from the cache); the inverse
+network is fitted after training. clone.keras is then the attack's simulator
+and losses.png its loss history.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ CONFIG_FLAGS = {
     "patience": int,
 }
 QUICK = {"main_iters": 20}
+ATTACKS = ("unsplit", "sdar", "inverse_network")
+DEFAULT_AUX = 6000
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
 
@@ -62,6 +71,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_flags(parser)
     add_training_flags(parser, epochs_default=str(defaults.EPOCHS))
     parser.add_argument("--depth", type=int, help=f"split depth, the paper's 0-based layer count (default {defaults.DEPTH})")
+    parser.add_argument("--attack", choices=ATTACKS, default="unsplit",
+                        help="unsplit (data-oblivious, default), or an auxiliary-data attack: sdar (alongside training), "
+                             "inverse_network (query-free, after training)")
+    parser.add_argument("--aux", type=int, metavar="N",
+                        help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {DEFAULT_AUX})")
     parser.add_argument("--preset", default=defaults.PRESET, choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; paper: the authors' exactly)")
     for name, kind in CONFIG_FLAGS.items():
@@ -81,7 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def attack_config(args: argparse.Namespace):
-    """The preset with every flag the user gave applied on top (validated by the config: ValueError)."""
+    """The preset with every flag the user gave applied on top (validated by the config: ValueError);
+    an auxiliary-data family's default config, with the seed."""
+    from unsplit_tf.runs import INVERSION_FAMILIES
+
+    if args.attack != "unsplit":
+        return INVERSION_FAMILIES[args.attack](seed=args.seed)
     changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.quick:
         changes = {**QUICK, **changes}
@@ -97,7 +116,25 @@ def attack_config(args: argparse.Namespace):
     return preset(args.preset).replace(seed=args.seed, **changes)
 
 
+def unsplit_flags(args: argparse.Namespace) -> list[str]:
+    """The UnSplit-only flags the user gave."""
+    given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
+    given += [name for name in ("lr", "box", "mode", "tensorboard") if getattr(args, name) is not None]
+    given += [name for name in ("quick", "no_box") if getattr(args, name)]
+    given += ["preset"] if args.preset != defaults.PRESET else []
+    return ["--" + name.replace("_", "-") for name in given]
+
+
 def check_flags(args: argparse.Namespace) -> None:
+    if args.attack == "unsplit" and args.aux is not None:
+        raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
+    if args.attack != "unsplit":
+        if args.aux is None:
+            args.aux = DEFAULT_AUX
+        if args.model:
+            raise CliError(f"--attack {args.attack} holds its --aux images out of the victim's training: it attacks the reference nets, not --model")
+        if unsplit_flags(args):
+            raise CliError(f"{', '.join(unsplit_flags(args))} set UnSplit's attack; --attack {args.attack} takes its defaults")
     if args.layer and not args.model:
         raise CliError("--layer needs --model; the reference nets are cut with --depth")
     if args.layer and args.depth is not None:
@@ -110,12 +147,13 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def default_out(args: argparse.Namespace) -> Path:
     cut = args.layer or f"depth{defaults.DEPTH if args.depth is None else args.depth}"
-    return Path("runs") / f"invert_{canonical_name(args.dataset)}_{cut}_{args.preset}"
+    name = args.preset if args.attack == "unsplit" else f"{args.attack}_aux{args.aux}"
+    return Path("runs") / f"invert_{canonical_name(args.dataset)}_{cut}_{name}"
 
 
 def run(args: argparse.Namespace) -> int:
     from unsplit_tf.records import ModelSource
-    from unsplit_tf.runs import VictimSpec, run_inversion
+    from unsplit_tf.runs import VictimSpec, check_aux, run_inversion
     from unsplit_tf.split import split_model
 
     check_flags(args)
@@ -127,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
     data = load_data(args)
     if args.targets > len(data.x_test):
         raise CliError(f"--targets {args.targets} is more than the {len(data.x_test)} test images of {data.name}")
+    try:
+        check_aux(data, args.attack, args.aux or 0)
+    except ValueError as error:
+        raise CliError(f"--aux: {error}") from None
     depth = defaults.DEPTH if args.depth is None else args.depth
     if args.model:
         model = load_user_model(args.model, data)
@@ -134,11 +176,14 @@ def run(args: argparse.Namespace) -> int:
         source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
     else:
         victim, source = VictimSpec(depth=depth, training=training), None
-    print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets, "
-          f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
+    if args.attack == "unsplit":
+        print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets, "
+              f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
+    else:
+        print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
-    attack_bar = Progress(args.targets * config.main_iters, "round", label="attack")
+    attack_bar = Progress(args.targets * getattr(config, "main_iters", 0), "round", label="attack")
     scalars, rounds = Scalars(board), [0]
 
     def on_round(report: RoundReport) -> None:
@@ -148,7 +193,8 @@ def run(args: argparse.Namespace) -> int:
         scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
 
     try:
-        outcome = run_inversion(data, config, victim=victim, preset=args.preset, targets=args.targets, model_source=source,
+        outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, targets=args.targets, model_source=source,
+                                preset=args.preset if args.attack == "unsplit" else None,
                                 cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
                                 on_round=on_round)
     finally:
@@ -176,20 +222,24 @@ def write_outputs(out: Path, outcome, data) -> None:
     head = record.headline
     out.mkdir(parents=True, exist_ok=True)
     indices = np.asarray(head.targets.indices, np.int64)
-    originals, recovered = data.x_test[indices], result.reconstructions  # the scored targets only
+    originals, recovered = data.x_test[indices], outcome.reconstructions  # the scored targets only
     np.savez_compressed(out / "reconstructions.npz", originals=originals, reconstructions=recovered, test_indices=indices)
-    result.clone.save(out / "clone.keras")
-    title = (f"{data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), {record.attack.preset} preset: "
-             f"mean MSE {head.reconstruction.mean_mse:.3f}")
+    outcome.clone.save(out / "clone.keras")
+    attack = f"{record.attack.preset} preset" if record.attack.preset else f"{record.attack.family}, aux {record.threat_model.auxiliary_images}"
+    where = f"{data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), {attack}"
+    title = f"{where}: mean MSE {head.reconstruction.mean_mse:.3f}"
     shown = recovered if head.minmax_normalised else np.clip(recovered, 0, 1)
     figure = reconstruction_grid(originals, shown, labels=list(head.targets.classes), scores=head.reconstruction.mse, title=title)
     save_figure(figure, out / "grid.png")
-    histories = [history for history in result.matching_loss if len(history)]
-    series = {f"{label} ({i})": history for i, (label, history) in enumerate(zip(head.targets.classes, histories))}
-    losses_title = (f"Activation matching, {data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), "
-                    f"{record.attack.preset} preset")
-    save_figure(curves(series, xlabel="round", ylabel="MSE(clone(x_hat), z)", logy=True, integer_x=True, title=losses_title),
-                out / "losses.png")
+    if record.attack.family == "unsplit":
+        histories = [history for history in result.matching_loss if len(history)]
+        series = {f"{label} ({i})": history for i, (label, history) in enumerate(zip(head.targets.classes, histories))}
+        figure = curves(series, xlabel="round", ylabel="MSE(clone(x_hat), z)", logy=True, integer_x=True,
+                        title=f"Activation matching, {where}")
+    else:  # the attack's losses, one value per step; the terms its config leaves out are all zero
+        series = {name: values for name, values in result.history.items() if len(values) and np.all(values > 0)}
+        figure = curves(series, xlabel="step", ylabel="loss", logy=True, integer_x=True, title=f"Attack losses, {where}")
+    save_figure(figure, out / "losses.png")
     partial = out / f".{MARKER}.partial"
     partial.write_text(json.dumps(record.to_dict(), indent=2, allow_nan=False))
     partial.replace(out / MARKER)
