@@ -59,3 +59,18 @@ def test_aux_is_refused_for_unsplit_and_when_it_leaves_no_client_data(tmp_path, 
     code, _, err = run_verb("invert", [*common, "--attack", "sdar", "--aux", "64"], capsys)
     assert code == 2 and "aux 64" in err and "64 training images" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # refused before any work
+
+
+def test_a_sweep_runs_an_auxiliary_family_as_its_own_cell(tmp_path, capsys):
+    npz = tiny_npz(tmp_path / "tiny.npz", train=64)
+    common = ["--datasets", "mnist", "--data-dir", str(npz), "--depths", "1", "--epochs", "1", "--label-samples", "0",
+              "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
+    code, _, err = run_verb("sweep", [*common, "--aux", "20"], capsys)
+    assert code == 2 and "--aux" in err and "unsplit" in err
+    code, out, err = run_verb("sweep", [*common, "--family", "sdar", "--aux", "20"], capsys)
+    assert code == 0, err
+    assert "sdar aux 20" in out
+    (stored,) = (tmp_path / "results" / "cells").glob("*.json")
+    run = run_from_dict(json.loads(stored.read_text()))
+    assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "aux20" in run.key
+    assert run.victim.training.samples == 44

@@ -35,10 +35,12 @@ from unsplit_tf.models import reference_net
 from unsplit_tf.protocol import TrainConfig
 from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource
 from unsplit_tf.runs import (
+    AUXILIARY_FAMILIES,
     INVERSION_FAMILIES,
     LABEL_METHOD_SETS,
     TRAIN_ON_OBSERVED,
     VictimSpec,
+    check_aux,
     run_inversion,
     run_label_inference,
 )
@@ -139,6 +141,13 @@ class InversionCell:
             at_least(f"cell {name}", getattr(self, name), least)
         if self.train_samples is not None:
             at_least("cell train_samples (or None for all)", self.train_samples, 1)
+        if self.attack in AUXILIARY_FAMILIES:
+            at_least(f"cell aux (auxiliary images of {self.attack!r})", self.aux, 2)
+            if self.model != REFERENCE:
+                raise ValueError(f"cell attack {self.attack!r} holds its aux images out of the victim's training: "
+                                 "it attacks the reference nets only")
+        elif self.aux:
+            raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
 
     @property
     def key(self) -> str:
@@ -151,6 +160,8 @@ class InversionCell:
 
     def describe(self) -> str:
         defense = "" if self.defense == NO_DEFENSE else f", {self.defense.label}"
+        if self.attack in AUXILIARY_FAMILIES:
+            return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
         return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}"
 
 
@@ -296,6 +307,8 @@ def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
     train, test = len(data.x_train), len(data.x_test)
     if isinstance(cell, InversionCell) and cell.targets > test:
         raise ValueError(f"asks for {cell.targets} targets but {cell.dataset} has {test} test images")
+    if isinstance(cell, InversionCell):
+        check_aux(data, cell.attack, cell.aux, cell.train_samples)
     wanted = cell.train_samples if isinstance(cell.train_samples, int) and cell.train_samples > 0 else 0
     if isinstance(cell, LabelCell):
         wanted = max(wanted, cell.samples)
@@ -490,9 +503,12 @@ class CellRunner:
         return dataclasses.replace(run, key=cell.key)
 
     def _inversion(self, cell: InversionCell, data: Dataset) -> InversionRun:
-        budget = dataclasses.asdict(cell.budget)
-        config = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget)
-        options: dict[str, Any] = {"preset": cell.preset, "targets": cell.targets, "cache_dir": self.cache_dir,
+        if cell.attack in AUXILIARY_FAMILIES:  # the family's defaults; preset, mode and budget are UnSplit's
+            config, name = INVERSION_FAMILIES[cell.attack](seed=cell.seed), None
+        else:
+            budget = dataclasses.asdict(cell.budget)
+            config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget), cell.preset
+        options: dict[str, Any] = {"preset": name, "targets": cell.targets, "cache_dir": self.cache_dir, "aux": cell.aux,
                                    "on_epoch": self.on_epoch, "on_round": self.on_round}
         if cell.model == REFERENCE:
             training = TrainConfig(epochs=cell.epochs, batch_size=cell.batch_size, seed=cell.seed)

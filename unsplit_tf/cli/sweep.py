@@ -4,6 +4,7 @@
     unsplit-tf sweep --datasets f_mnist mnist --data-dir mnist=DIR
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
+    unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
     unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
                                                              # `ray start --address HEAD:6379` on the others
@@ -30,6 +31,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import MODES, PRESETS
 from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of
 from unsplit_tf.cli._outputs import writable_folder
+from unsplit_tf.cli.invert import ATTACKS as FAMILIES, DEFAULT_AUX
 from unsplit_tf.data import DATASET_NAMES, canonical_name
 
 DEFAULT_ATTACKS = ("paper:sequential", f"{defaults.PRESET}:{defaults.MODE}")
@@ -44,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depths", type=int, nargs="+", help="split depths (default: the paper's for each dataset)")
     parser.add_argument("--attack", action="append", metavar="PRESET:MODE",
                         help=f"preset ({', '.join(PRESETS)}) and mode ({', '.join(MODES)}); repeatable (default {' and '.join(DEFAULT_ATTACKS)})")
+    parser.add_argument("--family", nargs="+", choices=FAMILIES, default=["unsplit"],
+                        help="attack families (default unsplit); sdar and inverse_network run once per --aux, "
+                             "with their defaults (--attack and --budget are UnSplit's)")
+    parser.add_argument("--aux", type=int, nargs="+", metavar="N",
+                        help=f"auxiliary images held out for sdar / inverse_network (default {DEFAULT_AUX})")
     parser.add_argument("--defense", action="append", metavar="NAME[:STRENGTH]",
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", default=str(DEFAULT_BUDGET.tag), help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag})")
@@ -136,6 +143,12 @@ def run(args: argparse.Namespace) -> int:
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget)
+    families = list(dict.fromkeys(args.family))
+    auxiliary = [family for family in families if family != "unsplit"]
+    if args.aux is not None and not auxiliary:
+        raise CliError("--aux is for --family sdar / inverse_network; unsplit uses no auxiliary data")
+    if any(n < 2 for n in args.aux or []):
+        raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     backend = backend_options(args)
     if args.targets < 1 or args.label_samples < 0:
         raise CliError("--targets must be at least 1 and --label-samples 0 or more")
@@ -146,8 +159,12 @@ def run(args: argparse.Namespace) -> int:
     cells = []
     for name, data in datasets.items():
         depths = args.depths or list(paper_depths(name))
-        cells += inversion_cells(data, depths, attacks, defenses=defenses, seeds=args.seeds, budget=budget,
-                                 epochs=args.epochs, targets=args.targets)
+        if "unsplit" in families:
+            cells += inversion_cells(data, depths, attacks, defenses=defenses, seeds=args.seeds, budget=budget,
+                                     epochs=args.epochs, targets=args.targets)
+        cells += [cell for family in auxiliary for aux in args.aux or [DEFAULT_AUX]
+                  for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
+                                              targets=args.targets, attack=family, aux=aux)]
         if args.label_samples:
             cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
                                 batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
