@@ -15,6 +15,8 @@ TARGETS = 10
 PRESET = "tuned"
 """The strongest data-oblivious inversion preset; "paper" reproduces the authors exactly."""
 MODE = "batched"
+AUX = 6000
+"""Auxiliary images an auxiliary-data attack (SDAR, inverse network) is given: a tenth of Fashion-MNIST's training set."""
 SWEEP_BUDGET = (100, 100, 100)
 """Inversion budget of a sweep cell: (main_iters, input_iters, model_iters), 100 rounds of 100 + 100 steps."""
 

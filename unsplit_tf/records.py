@@ -203,6 +203,7 @@ class ThreatModel(Record):
     auxiliary_images: images from the same distribution the server holds (0: none).
     auxiliary_labels: whether those come with labels.
     known_labels: how many labels of observed examples the server is told (side knowledge).
+    observed_examples: training examples whose smashed data the attack read (stream mode; 0: only the targets').
     """
 
     name: str
@@ -211,6 +212,7 @@ class ThreatModel(Record):
     auxiliary_images: int = 0
     auxiliary_labels: bool = False
     known_labels: int = 0
+    observed_examples: int = 0
 
     def summary(self) -> str:
         parts = [self.name, "knows the client's architecture" if self.knows_architecture else "architecture unknown",
@@ -220,6 +222,8 @@ class ThreatModel(Record):
                          + (" with labels" if self.auxiliary_labels else " without labels"))
         if self.known_labels:
             parts.append(f"is told {self.known_labels} labels")
+        if self.observed_examples:
+            parts.append(f"attacks the smashed data of {self.observed_examples} training examples with one clone")
         return ", ".join(parts)
 
 

@@ -63,7 +63,6 @@ CONFIG_FLAGS = {
 }
 QUICK = {"main_iters": 20}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
-DEFAULT_AUX = 6000
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
 
@@ -75,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="unsplit (data-oblivious, default), or an auxiliary-data attack: sdar (alongside training), "
                              "inverse_network (query-free, after training)")
     parser.add_argument("--aux", type=int, metavar="N",
-                        help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {DEFAULT_AUX})")
+                        help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {defaults.AUX})")
     parser.add_argument("--preset", default=defaults.PRESET, choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; paper: the authors' exactly)")
     for name, kind in CONFIG_FLAGS.items():
@@ -130,7 +129,7 @@ def check_flags(args: argparse.Namespace) -> None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":
         if args.aux is None:
-            args.aux = DEFAULT_AUX
+            args.aux = defaults.AUX
         if args.model:
             raise CliError(f"--attack {args.attack} holds its --aux images out of the victim's training: it attacks the reference nets, not --model")
         if unsplit_flags(args):

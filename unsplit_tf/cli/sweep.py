@@ -31,7 +31,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import MODES, PRESETS
 from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of
 from unsplit_tf.cli._outputs import writable_folder
-from unsplit_tf.cli.invert import ATTACKS as FAMILIES, DEFAULT_AUX
+from unsplit_tf.cli.invert import ATTACKS as FAMILIES
 from unsplit_tf.data import DATASET_NAMES, canonical_name
 
 DEFAULT_ATTACKS = ("paper:sequential", f"{defaults.PRESET}:{defaults.MODE}")
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="attack families (default unsplit); sdar and inverse_network run once per --aux, "
                              "with their defaults (--attack and --budget are UnSplit's)")
     parser.add_argument("--aux", type=int, nargs="+", metavar="N",
-                        help=f"auxiliary images held out for sdar / inverse_network (default {DEFAULT_AUX})")
+                        help=f"auxiliary images held out for sdar / inverse_network (default {defaults.AUX})")
     parser.add_argument("--defense", action="append", metavar="NAME[:STRENGTH]",
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", default=str(DEFAULT_BUDGET.tag), help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag})")
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         if "unsplit" in families:
             cells += inversion_cells(data, depths, attacks, defenses=defenses, seeds=args.seeds, budget=budget,
                                      epochs=args.epochs, targets=args.targets)
-        cells += [cell for family in auxiliary for aux in args.aux or [DEFAULT_AUX]
+        cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
                   for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
                                               targets=args.targets, attack=family, aux=aux)]
         if args.label_samples:
