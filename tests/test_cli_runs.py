@@ -42,6 +42,28 @@ def test_invert_writes_the_usual_files_and_strict_json(tmp_path, common, capsys)
     assert code == 0
 
 
+def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_path, common, capsys):
+    import numpy as np
+
+    out = tmp_path / "run"
+    code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *TINY_ATTACK, "--observations", "20", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "stream" in stdout and "the last 20 training examples observed" in stdout and "observed sample (20 train images)" in stdout
+    assert (out / "observed_grid.png").exists()
+    saved = np.load(out / "reconstructions.npz")
+    assert saved["observed_reconstructions"].shape == (20, 28, 28, 1) and len(set(saved["observed_indices"].tolist())) == 20
+    assert strict_json(out / "metrics.json")["threat_model"]["observed_examples"] == 20
+
+
+@pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),
+                                         (["--observations", "65"], "more than the 64 training images"),
+                                         (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit")])
+def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
+    code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and says in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
 def test_ctrl_c_during_the_attack_writes_the_attacked_targets_and_exits_130(tmp_path, common, capsys, monkeypatch):
     import unsplit_tf.attacks.inversion.unsplit as unsplit
 
@@ -104,6 +126,17 @@ def test_sweep_then_report(tmp_path, common, capsys):
     assert code == 0 and stdout.count("done before, skipped") == 2
     code, _, _ = run_verb("report", ["--results", str(results)], capsys)
     assert code == 0 and (results / "REPORT.md").is_file()
+
+
+def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, capsys):
+    argv = [*common, "--datasets", "mnist", "--depths", "1", "--budget", "1x2+2", "--epochs", "1", "--targets", "2",
+            "--label-samples", "0", "--results", str(tmp_path / "r")]
+    code, _, err = run_verb("sweep", [*argv, "--observations", "10"], capsys)
+    assert code == 2 and "tuned:stream" in err
+    code, stdout, err = run_verb("sweep", [*argv, "--attack", "tuned:stream", "--attack", "tuned:batched", "--observations", "10"], capsys)
+    assert code == 0, err
+    records = [strict_json(path) for path in (tmp_path / "r" / "cells").glob("*.json")]
+    assert sorted(r["threat_model"]["observed_examples"] for r in records) == [0, 10]  # batched, and stream on its axis
 
 
 def test_sweep_refuses_an_impossible_grid_before_running_any_cell(tmp_path, common, capsys):

@@ -121,3 +121,59 @@ def test_label_inference_interrupted_keeps_the_observed_steps(data):
     assert run.interrupted and run.samples == 10 and run.victim.test_accuracy is None
     with pytest.raises(ValueError, match="unknown label methods"):
         run_label_inference(data, methods=("psychic",))
+
+
+# ---------------------------------------------------------------- stream mode: the observations of training
+
+
+def test_the_watcher_keeps_the_last_examples_of_the_last_epoch():
+    from unsplit_tf._watchers import LastEpochObservations
+    from unsplit_tf.protocol import WireRecord
+
+    watcher = LastEpochObservations(7, TrainConfig(epochs=2, batch_size=4), samples=10)  # 3 steps an epoch, 6 in all
+    on_step = watcher.start(None, None)
+    for step in range(1, 7):
+        rows = np.arange(4 * ((step - 1) % 3), min(4 * ((step - 1) % 3) + 4, 10))[::-1]  # 4, 4, then 2 rows
+        on_step(WireRecord(step, rows, np.stack([np.full(3, 10 * step + r, np.float32) for r in rows]), None, 0.0))
+        assert watcher.complete == (step == 6)  # never before the end of the last epoch
+    rows, activations = watcher.observed()
+    assert rows.tolist() == [0, 7, 6, 5, 4, 9, 8]  # the epoch's last seven, in the order received
+    assert activations[:, 0].tolist() == [10 * step + row for step, row in zip([4, 5, 5, 5, 5, 6, 6], rows)]
+    with pytest.raises(ValueError, match="more than the 10 examples of one training epoch"):
+        LastEpochObservations(11, TrainConfig(epochs=1, batch_size=4), samples=10)
+
+
+def test_stream_mode_attacks_the_observed_training_stream_with_the_targets(data, tmp_path):
+    config = preset("tuned").replace(mode="stream", batch_size=25, main_iters=8, input_iters=20, model_iters=20)
+    outcome = run_inversion(data, config, victim=VictimSpec(depth=1, training=TRAINING), observations=60, cache_dir=tmp_path)
+    run = outcome.run
+    assert run.threat_model.observed_examples == 60 and "last epoch" in run.threat_model.observations
+    assert not list(tmp_path.iterdir())  # the victim is trained to be watched, not taken from the cache
+    head, seen = run.evaluations
+    assert head.targets.split == "test" and head.reconstruction.n == 10 and outcome.reconstructions.shape[0] == 10
+    assert seen.name == "observed_sample" and seen.targets.split == "train" and seen.reconstruction.n == 60
+    rows, reconstructions = outcome.stream
+    assert sorted(rows.tolist()) == sorted(set(rows.tolist())) and reconstructions.shape == (60, 28, 28, 1)
+    assert data.y_train[list(seen.targets.indices)].tolist() == [int(name[1:]) for name in seen.targets.classes]
+    for scored in (head, seen):  # the observed training images are recovered too, not only the targets
+        assert scored.reconstruction.mean_mse < scored.baselines.dataset_mean.mean_mse
+    assert run.arrays["observed_reconstructions"].shape == (60, 28, 28, 1)
+    assert run_from_dict(json.loads(json.dumps(run.to_dict(), allow_nan=False))) == run
+
+
+def test_observations_are_refused_before_any_training_where_they_cannot_work(data, tmp_path):
+    victim = VictimSpec(depth=1, training=TRAINING)
+    with pytest.raises(ValueError, match="stream mode"):
+        run_inversion(data, preset("tuned"), victim=victim, observations=10, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="observations 101 is more than the 100 training examples"):
+        run_inversion(data, preset("tuned").replace(mode="stream"), victim=victim, observations=101, cache_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_trained_split_is_observed_through_its_final_client(rng):
+    data = tiny_data(rng)
+    split = split_model(residual_model(), layer="pool")
+    config = preset("tuned").replace(mode="stream", batch_size=10, main_iters=2, input_iters=2, model_iters=2)
+    run = run_inversion(data, config, victim=split, targets=3, observations=20).run
+    assert run.threat_model.observed_examples == 20 and "final client" in run.threat_model.observations
+    assert run.evaluations[1].reconstruction.n == 20 and len(set(run.evaluations[1].targets.indices)) == 20

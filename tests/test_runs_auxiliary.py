@@ -74,3 +74,27 @@ def test_a_sweep_runs_an_auxiliary_family_as_its_own_cell(tmp_path, capsys):
     run = run_from_dict(json.loads(stored.read_text()))
     assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "aux20" in run.key
     assert run.victim.training.samples == 44
+
+
+def test_ctrl_c_during_sdar_training_scores_the_attack_as_it_stood(data, tmp_path):
+    def stop_after_the_first_epoch(epoch, loss):
+        raise KeyboardInterrupt
+
+    training = TrainConfig(epochs=3, batch_size=20)
+    outcome = run_inversion(data, SDARConfig(batch_size=16), victim=VictimSpec(depth=1, training=training), aux=100,
+                            cache_dir=tmp_path, on_epoch=stop_after_the_first_epoch)
+    run = outcome.run
+    assert run.interrupted and "[INTERRUPTED]" in run.summary()
+    assert run.victim.training.steps_done == 10 and outcome.result.steps == 10  # one epoch of 200 images at 20
+    assert run.headline.reconstruction.n == 10 and run_from_dict(run.to_dict()) == run
+
+
+def test_ctrl_c_before_the_stream_is_complete_raises(data, tmp_path):
+    from unsplit_tf.attacks.inversion import preset
+
+    def stop(epoch, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_inversion(data, preset("tuned").replace(mode="stream", main_iters=1), observations=20, cache_dir=tmp_path,
+                      victim=VictimSpec(depth=1, training=TrainConfig(epochs=2, batch_size=50)), on_epoch=stop)

@@ -247,3 +247,13 @@ def test_the_runner_refuses_cells_planned_for_other_data(tmp_path):
     runner = CellRunner({"f_mnist": tiny_dataset(seed=1)}, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="fingerprint"):
         runner(cell)
+
+
+def test_stream_cells_carry_their_observations_and_refuse_them_elsewhere():
+    from unsplit_tf.sweep import InversionCell
+
+    cell = InversionCell("f_mnist", "tag", 3, mode="stream", observations=1000)
+    assert "-o1000-" in cell.key and "1000 observed" in cell.describe()
+    assert InversionCell("f_mnist", "tag", 3, mode="stream").key != cell.key
+    with pytest.raises(ValueError, match="stream mode"):
+        InversionCell("f_mnist", "tag", 3, mode="batched", observations=10)

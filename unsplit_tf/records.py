@@ -282,6 +282,7 @@ class Training(Record):
     samples: int  # training images used
     from_cache: bool = False
     seconds: float | None = None  # None when loaded from the cache
+    steps_done: int | None = None  # training steps run, when Ctrl-C stopped the training before the end (else None)
 
 
 @dataclass(frozen=True)

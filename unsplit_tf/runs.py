@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from unsplit_tf import defaults
+from unsplit_tf._watchers import LastEpochObservations, SDARWatcher
 from unsplit_tf._validation import at_least
 from unsplit_tf.attacks.inversion import (
     AuxiliaryResult,
@@ -87,8 +88,8 @@ INVERSION_FAMILIES: dict[str, type] = {"unsplit": InversionConfig, "sdar": SDARC
 AUXILIARY_FAMILIES = ("sdar", "inverse_network")
 
 OBSERVED_SAMPLE = "observed_sample"
-OBSERVED_SAMPLE_SIZE = 10
-"""Training images of the last epoch whose smashed data SDAR decodes the moment it sees them (one per sampled step)."""
+STREAM_SAMPLE_SIZE = 100
+"""Attacked observations scored in stream mode: a seeded random sample (all are reconstructed; scoring is cheap)."""
 
 CLASS_TARGETS = "class_targets"
 TRAIN_ON_OBSERVED = -1
@@ -137,6 +138,7 @@ class _Deployed:
     defense: DefenseSetting
     training: Training | None
     test_accuracy: float | None
+    interrupted: bool = False  # Ctrl-C stopped the training an attack watched; the split is as far as it got
 
 
 def _training_data(data: Dataset, train_samples: int | None) -> Dataset:
@@ -152,12 +154,13 @@ def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallba
     """Train (or load) the reference net with the spec's defense at the cut.
 
     With `alongside`, an attack observes every training step, so the victim is trained here and now,
-    never loaded from the model cache (a cached victim has no training to watch).
+    never loaded from the model cache (a cached victim has no training to watch); Ctrl-C then stops
+    the training and returns the split as far as it got (`interrupted=True`), for the attack to be scored.
     """
     train_data = _training_data(data, spec.train_samples)
     config = spec.training
     cut = {"depth": spec.depth, "layer": spec.layer}
-    started = time.perf_counter()
+    started, interrupted = time.perf_counter(), False
     if spec.defense == NO_DEFENSE and alongside is None:
         trained = train_reference_net(train_data, depth=spec.depth or 1, config=config, cache_dir=cache_dir, on_epoch=on_epoch)
         split = split_model(trained.model, **cut)
@@ -170,12 +173,17 @@ def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallba
                  else split_with_defense(model, make_defense(spec.defense, model, config.seed), **cut))
         trainer = SplitTrainer(split.client, split.server, config)
         on_step = None if alongside is None else alongside(known, split.server)
-        trainer.fit(train_data.x_train, train_data.y_train, on_epoch=on_epoch, on_step=on_step)
+        try:
+            trainer.fit(train_data.x_train, train_data.y_train, on_epoch=on_epoch, on_step=on_step)
+        except KeyboardInterrupt:
+            if alongside is None:
+                raise
+            interrupted = True
         accuracy, from_cache = trainer.evaluate(data.x_test, data.y_test), False
     seconds = None if from_cache else time.perf_counter() - started
     training = Training(config.epochs, config.batch_size, config.learning_rate, config.seed, len(train_data.x_train),
-                        from_cache, seconds)
-    return _Deployed(split, known, ModelSource("reference", data.name), spec.defense, training, accuracy)
+                        from_cache, seconds, trainer.steps_done if interrupted else None)
+    return _Deployed(split, known, ModelSource("reference", data.name), spec.defense, training, accuracy, interrupted)
 
 
 def _given(split: Split, model: ModelSource | None) -> _Deployed:
@@ -205,6 +213,7 @@ class InversionOutcome:
     result: InversionResult | AuxiliaryResult
     split: Split
     reconstructions: np.ndarray
+    stream: tuple[np.ndarray, np.ndarray] | None = None  # stream mode: (training-set rows, reconstructions) of every observation
 
     @property
     def clone(self) -> keras.Model:
@@ -218,6 +227,7 @@ def run_inversion(
     *,
     victim: VictimSpec | Split | None = None,
     aux: int = 0,
+    observations: int = 0,
     preset: str | None = None,
     targets: int = defaults.TARGETS,
     model_source: ModelSource | None = None,
@@ -235,6 +245,11 @@ def run_inversion(
             "unsplit" only).
         aux: for "sdar" and "inverse_network": this many labelled training images, a seeded random
             draw, are held out of the client's training set and given to the server (0 for "unsplit").
+        observations: "unsplit" in stream mode only: also attack the smashed data of the last this many
+            training examples the server received (the end of the last epoch; see
+            `LastEpochObservations`), with the targets, by one shared clone; the victim is then trained
+            here, not loaded from the cache. A trained `Split` is observed through its final client
+            on a seeded random draw of its training set (it has no training to watch).
         preset: the preset name `config` came from, for the record.
         model_source: with a `Split`, what it is (e.g. `ModelSource("file", name, sha256)`).
         on_epoch, on_round: progress of the victim's training and of UnSplit's rounds.
@@ -244,7 +259,8 @@ def run_inversion(
     victim is trained, never cached), and is also scored on a sample of the last epoch's batches,
     decoded when observed; "inverse_network" fits its shadow client after training, through the
     server. Ctrl-C during UnSplit's attack returns a record with `interrupted=True`, scored on the
-    targets it attacked; during training it raises.
+    targets it attacked; Ctrl-C during training returns SDAR's record as far as it got
+    (`interrupted=True`), and raises for the other families (they have nothing to score yet).
     """
     family = next((name for name, kind in INVERSION_FAMILIES.items() if isinstance(config, kind)), None)
     if family is None:
@@ -253,44 +269,60 @@ def run_inversion(
     chosen = _check_targets(data, targets)
     spec = VictimSpec() if victim is None else victim
     client_data, aux_x, aux_y, kept = _hold_out(data, spec, family, aux)
+    client_rows = len(split_training_images(spec, client_data))
+    check_observations(family, config, observations, client_rows)
     environment, started = Environment.current(), time.perf_counter()
     watcher = None
     if family == "sdar":
-        watcher = _SDARWatcher(config, aux_x, aux_y, spec.training, len(_training_data(client_data, spec.train_samples).x_train))
+        watcher = SDARWatcher(config, aux_x, aux_y, spec.training, client_rows)
+    elif observations and not isinstance(spec, Split):
+        watcher = LastEpochObservations(observations, spec.training, client_rows)
     deployed = (_given(spec, model_source) if isinstance(spec, Split) else
                 _deploy(client_data, spec, cache_dir=cache_dir, on_epoch=on_epoch,
                         alongside=None if watcher is None else watcher.start))
+    if deployed.interrupted and not (isinstance(watcher, SDARWatcher) and watcher.started):
+        raise KeyboardInterrupt
     split, originals = deployed.split, data.x_test[chosen]
 
     observed = split.client(originals, training=False)  # all the server sees of the targets
-    interrupted = False
+    interrupted, sampled, stream = deployed.interrupted, None, None
     if family == "unsplit":
-        result = _attack(deployed.known_client, observed, config, on_round)
-        attacked = result.rounds_run > 0
+        seen_rows, seen = _observed_stream(watcher, split.client, client_data, observations, config.seed)
+        result = _attack(deployed.known_client, tf.concat([observed, seen], 0), config, on_round)
+        attacked = result.rounds_run[: len(chosen)] > 0
         if not attacked.any():
             raise KeyboardInterrupt
+        if observations:  # every attacked observation, and a scored sample of them beside the targets
+            stream = (kept[seen_rows], result.reconstructions[len(chosen):])
+            sample = np.sort(np.random.default_rng(config.seed).choice(observations, min(STREAM_SAMPLE_SIZE, observations), replace=False))
+            sampled = (stream[0][sample], stream[1][sample])
         if result.interrupted:  # score only the targets the attack worked on
             chosen, originals = chosen[attacked], originals[attacked]
-            result = dataclasses.replace(result, reconstructions=result.reconstructions[attacked])
+        result = dataclasses.replace(result, reconstructions=result.reconstructions[: len(attacked)][attacked])
         reconstructions, clone, interrupted = result.reconstructions, result.clone, result.interrupted
         steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
-        threat = DATA_OBLIVIOUS
+        threat = _stream_threat(observations, isinstance(spec, Split)) if observations else DATA_OBLIVIOUS
     else:
         result = (watcher.attack.result() if watcher is not None
                   else query_free_attack(deployed.known_client, split.server, aux_x, aux_y, config))
         reconstructions, clone, steps = result.reconstruct(observed), result.simulator, result.steps
         threat = _auxiliary_threat(family, config, aux)
+        if watcher is not None and watcher.rows:
+            sampled = (kept[np.asarray(watcher.rows)], np.concatenate(watcher.decoded))
 
     # ---- scoring, outside the attack: the true targets and the real client/server appear only here
     classes = tuple(data.class_names[label] for label in data.y_test[chosen])
     evaluation, scored = _evaluate(data, CLASS_TARGETS, Targets("test", tuple(int(i) for i in chosen), classes),
                                    originals, reconstructions, seed=config.seed)
     evaluations = (evaluation,)
-    if watcher is not None and watcher.rows:
-        rows = kept[np.asarray(watcher.rows)]  # rows of the full training set
-        sampled = Targets("train", tuple(int(i) for i in rows), tuple(data.class_names[label] for label in data.y_train[rows]))
-        evaluations += (_evaluate(data, OBSERVED_SAMPLE, sampled, data.x_train[rows], np.concatenate(watcher.decoded),
-                                  seed=config.seed)[0],)
+    arrays = {"originals": as_uint8(originals), "reconstructions": as_uint8(scored), "indices": chosen}
+    if sampled is not None:
+        rows, decoded = sampled  # rows of the full training set
+        names = tuple(data.class_names[label] for label in data.y_train[rows])
+        sample_evaluation, sample_scored = _evaluate(data, OBSERVED_SAMPLE, Targets("train", tuple(int(i) for i in rows), names),
+                                                     data.x_train[rows], decoded, seed=config.seed)
+        evaluations += (sample_evaluation,)
+        arrays |= {"observed_indices": rows, "observed_reconstructions": as_uint8(sample_scored)}
     fresh_clone = clone_architecture(deployed.known_client, seed=config.seed)  # the attack's starting point, for scale
     before = clone_quality(split.client, fresh_clone, split.server, data.x_test, data.y_test)
     quality = clone_quality(split.client, clone, split.server, data.x_test, data.y_test)
@@ -311,9 +343,46 @@ def run_inversion(
         distance_correlation=dcor,
         interrupted=interrupted,
         finished_at=now(),
-        arrays={"originals": as_uint8(originals), "reconstructions": as_uint8(scored), "indices": chosen},
+        arrays=arrays,
     )
-    return InversionOutcome(run, result, split, np.asarray(reconstructions))
+    return InversionOutcome(run, result, split, np.asarray(reconstructions), stream)
+
+
+def split_training_images(spec: VictimSpec | Split, client_data: Dataset) -> np.ndarray:
+    """The images the victim trains on (all of `client_data`'s training set for a trained `Split`)."""
+    return client_data.x_train if isinstance(spec, Split) else _training_data(client_data, spec.train_samples).x_train
+
+
+def check_observations(family: str, config: Any, observations: int, client_rows: int) -> None:
+    """ValueError unless `observations` suits the attack and the client's training set (before any work)."""
+    at_least("observations", observations, 0)
+    if not observations:
+        return
+    if family != "unsplit" or config.mode != "stream":
+        raise ValueError(f"observations={observations} needs the UnSplit attack in stream mode "
+                         f"(InversionConfig(mode='stream')), got {family!r}" + (f" in {config.mode} mode" if family == "unsplit" else ""))
+    if observations > client_rows:
+        raise ValueError(f"observations {observations} is more than the {client_rows} training examples the client "
+                         "sends in one epoch; pass at most that many")
+
+
+def _observed_stream(watcher: LastEpochObservations | None, client: keras.Model, client_data: Dataset,
+                     observations: int, seed: int) -> tuple[np.ndarray, tf.Tensor]:
+    """(rows of the client's training data, their smashed data) the stream attack reads besides the targets:
+    what the watcher kept during training, or else the final `client`'s output on a seeded random draw."""
+    if watcher is not None:
+        rows, seen = watcher.observed()
+        return rows, tf.constant(seen)
+    rows = np.sort(np.random.default_rng(seed).choice(len(client_data.x_train), observations, replace=False))
+    batches = [client(client_data.x_train[rows[i : i + 1024]], training=False) for i in range(0, observations, 1024)]
+    return rows, tf.concat(batches, 0) if batches else tf.zeros((0, *client.output.shape[1:]))
+
+
+def _stream_threat(observations: int, given: bool) -> ThreatModel:
+    seen = ("the final client's smashed data of a random draw of" if given else
+            "the smashed data it received during the last epoch, the latest")
+    return dataclasses.replace(DATA_OBLIVIOUS, observations=f"{seen} {observations} training examples, and the "
+                               "cut-layer activations of the attacked inputs", observed_examples=observations)
 
 
 def check_aux(data: Dataset, family: str, aux: int, train_samples: int | None = None) -> None:
@@ -352,34 +421,6 @@ def _auxiliary_threat(family: str, config: SDARConfig | InverseNetworkConfig, au
                     else "the cut-layer activations of the attacked inputs, through its trained model")
     return ThreatModel("auxiliary-data", config.simulator == "client", observations, auxiliary_images=aux,
                        auxiliary_labels=True)
-
-
-class _SDARWatcher:
-    """SDAR alongside training: builds the attack once the server exists (`start`, an `Alongside`), steps it on
-    every batch, and decodes a seeded sample of the last epoch's batches the moment it sees them (for scoring)."""
-
-    def __init__(self, config: SDARConfig, aux_x: np.ndarray, aux_y: np.ndarray, training: TrainConfig, samples: int) -> None:
-        self.config, self.aux_x, self.aux_y = config, aux_x, aux_y
-        per_epoch = -(-samples // training.batch_size)
-        rng = np.random.default_rng(config.seed)
-        chosen = rng.choice(per_epoch, min(OBSERVED_SAMPLE_SIZE, per_epoch), replace=False) + 1 + (training.epochs - 1) * per_epoch
-        self._per_step = -(-OBSERVED_SAMPLE_SIZE // len(chosen))
-        self._steps, self._rng = {int(step) for step in chosen}, rng
-        self.attack: SDARAttack | None = None
-        self.rows: list[int] = []  # rows of the client's training data
-        self.decoded: list[np.ndarray] = []
-
-    def start(self, known_client: keras.Model, server: keras.Model) -> Callable[[WireRecord], None]:
-        self.attack = SDARAttack(known_client, server, self.aux_x, self.aux_y, self.config)
-        return self.on_step
-
-    def on_step(self, record: WireRecord) -> None:
-        self.attack.on_step(record)
-        if record.step in self._steps:
-            wanted = min(self._per_step, OBSERVED_SAMPLE_SIZE - len(self.rows), len(record.indices))
-            picked = self._rng.choice(len(record.indices), wanted, replace=False)
-            self.rows += [int(i) for i in np.asarray(record.indices)[picked]]
-            self.decoded.append(self.attack.reconstruct(tf.gather(record.activations, picked)))
 
 
 def _attack(known_client: keras.Model, observed, config, on_round) -> InversionResult:

@@ -125,6 +125,7 @@ class InversionCell:
     targets: int = defaults.TARGETS
     train_samples: int | None = None  # train on the first N training images (None: all)
     aux: int = 0  # auxiliary images of an auxiliary-data family (0 for "unsplit")
+    observations: int = 0  # stream mode: the last N training examples observed, attacked with the targets
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -137,7 +138,7 @@ class InversionCell:
         check_defense(self.defense, ACTIVATIONS)
         _check_model(self.model, self.model_sha256, self.defense)
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, seed=self.seed)  # its checks
-        for name, least in (("depth", 1), ("epochs", 1), ("targets", 1), ("aux", 0), ("seed", 0)):
+        for name, least in (("depth", 1), ("epochs", 1), ("targets", 1), ("aux", 0), ("observations", 0), ("seed", 0)):
             at_least(f"cell {name}", getattr(self, name), least)
         if self.train_samples is not None:
             at_least("cell train_samples (or None for all)", self.train_samples, 1)
@@ -148,6 +149,9 @@ class InversionCell:
                                  "it attacks the reference nets only")
         elif self.aux:
             raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
+        if self.observations and (self.attack != "unsplit" or self.mode != "stream"):
+            raise ValueError(f"cell observations {self.observations} need the unsplit attack in stream mode, "
+                             f"got {self.attack} {self.mode}")
 
     @property
     def key(self) -> str:
@@ -156,13 +160,15 @@ class InversionCell:
                  f"b{self.batch_size}", f"s{self.seed}", f"t{self.targets}"]
         parts += [f"n{self.train_samples}"] if self.train_samples is not None else []
         parts += [f"aux{self.aux}"] if self.aux else []
+        parts += [f"o{self.observations}"] if self.observations else []
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:
         defense = "" if self.defense == NO_DEFENSE else f", {self.defense.label}"
         if self.attack in AUXILIARY_FAMILIES:
             return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
-        return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}"
+        seen = f", {self.observations} observed" if self.observations else ""
+        return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}{seen}"
 
 
 @dataclass(frozen=True)
@@ -309,6 +315,8 @@ def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
         raise ValueError(f"asks for {cell.targets} targets but {cell.dataset} has {test} test images")
     if isinstance(cell, InversionCell):
         check_aux(data, cell.attack, cell.aux, cell.train_samples)
+        if cell.observations > (cell.train_samples or train):
+            raise ValueError(f"observes {cell.observations} training examples but the client trains on {cell.train_samples or train}")
     wanted = cell.train_samples if isinstance(cell.train_samples, int) and cell.train_samples > 0 else 0
     if isinstance(cell, LabelCell):
         wanted = max(wanted, cell.samples)
@@ -509,6 +517,7 @@ class CellRunner:
             budget = dataclasses.asdict(cell.budget)
             config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget), cell.preset
         options: dict[str, Any] = {"preset": name, "targets": cell.targets, "cache_dir": self.cache_dir, "aux": cell.aux,
+                                   "observations": cell.observations,
                                    "on_epoch": self.on_epoch, "on_round": self.on_round}
         if cell.model == REFERENCE:
             training = TrainConfig(epochs=cell.epochs, batch_size=cell.batch_size, seed=cell.seed)

@@ -3,6 +3,7 @@
     unsplit-tf invert --dataset f_mnist --depth 2            # the strongest preset ("tuned")
     unsplit-tf invert --dataset f_mnist --depth 6 --attack sdar --aux 6000   # SDAR alongside training
     unsplit-tf invert --dataset f_mnist --depth 2 --quick    # a one-minute demonstration
+    unsplit-tf invert --dataset f_mnist --depth 3 --observations 1000   # the whole stream, one clone
     unsplit-tf invert --preset paper                         # the authors' defaults, exactly
     unsplit-tf invert --dataset cifar --data-dir DIR --model my.keras --layer block1_pool
 
@@ -14,11 +15,18 @@ clone.keras. The summary line says whether the attack beat the dataset's
 mean image (lower MSE and higher SSIM). Ctrl-C stops the attack, scores and
 writes the targets that finished, and exits with code 130.
 
+--observations N (stream mode) makes the attack realistic: the server also
+attacks the smashed data of the last N training examples it received (the end
+of the last epoch, from the client weights closest to the final ones), with
+one clone shared by all; the victim is trained afresh to be watched. A sample
+of those observations is scored beside the targets (observed_grid.png).
+
 --attack sdar / inverse_network hold --aux N labelled training images out of
 the client's training set for the server. SDAR runs at every training step
 (the victim is trained afresh, never loaded from the cache); the inverse
 network is fitted after training. clone.keras is then the attack's simulator
-and losses.png its loss history.
+and losses.png its loss history. Ctrl-C during SDAR's training scores the
+attack as it stood.
 """
 
 from __future__ import annotations
@@ -83,6 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
     parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
+    parser.add_argument("--observations", type=int, metavar="N",
+                        help="stream mode: also attack the smashed data of the last N training examples the server received "
+                             "(the end of the last epoch), all with one clone; sets --mode stream")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS,
                         help=f"test images to attack, taken class by class (default {defaults.TARGETS})")
     parser.add_argument("--quick", action="store_true", help=f"a one-minute demonstration: {QUICK['main_iters']} rounds")
@@ -112,13 +123,15 @@ def attack_config(args: argparse.Namespace):
         changes["box"] = None
     if args.mode:
         changes["mode"] = args.mode
+    elif args.observations:
+        changes["mode"] = "stream"
     return preset(args.preset).replace(seed=args.seed, **changes)
 
 
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "tensorboard") if getattr(args, name) is not None]
+    given += [name for name in ("lr", "box", "mode", "tensorboard", "observations") if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset != defaults.PRESET else []
     return ["--" + name.replace("_", "-") for name in given]
@@ -140,6 +153,11 @@ def check_flags(args: argparse.Namespace) -> None:
         raise CliError("give --layer or --depth, not both")
     if args.targets < 1:
         raise CliError(f"--targets must be at least 1, got {args.targets}")
+    if args.observations is not None:
+        if args.observations < 1:
+            raise CliError(f"--observations must be at least 1, got {args.observations}")
+        if args.mode not in (None, "stream"):
+            raise CliError(f"--observations attacks in stream mode; drop --mode {args.mode} (or pass --mode stream)")
     if args.box and args.no_box:
         raise CliError("give --box or --no-box, not both")
 
@@ -168,6 +186,9 @@ def run(args: argparse.Namespace) -> int:
         check_aux(data, args.attack, args.aux or 0)
     except ValueError as error:
         raise CliError(f"--aux: {error}") from None
+    if (args.observations or 0) > len(data.x_train):
+        raise CliError(f"--observations {args.observations} is more than the {len(data.x_train)} training images of "
+                       f"{data.name}; the server observes each at most once per epoch")
     depth = defaults.DEPTH if args.depth is None else args.depth
     if args.model:
         model = load_user_model(args.model, data)
@@ -175,14 +196,16 @@ def run(args: argparse.Namespace) -> int:
         source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
     else:
         victim, source = VictimSpec(depth=depth, training=training), None
+    observations = args.observations or 0
     if args.attack == "unsplit":
-        print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets, "
+        seen = f" + the last {observations} training examples observed" if observations else ""
+        print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets{seen}, "
               f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
     else:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
-    attack_bar = Progress(args.targets * getattr(config, "main_iters", 0), "round", label="attack")
+    attack_bar = Progress((args.targets + observations) * getattr(config, "main_iters", 0), "round", label="attack")
     scalars, rounds = Scalars(board), [0]
 
     def on_round(report: RoundReport) -> None:
@@ -192,7 +215,8 @@ def run(args: argparse.Namespace) -> int:
         scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
 
     try:
-        outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, targets=args.targets, model_source=source,
+        outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, observations=observations,
+                                targets=args.targets, model_source=source,
                                 preset=args.preset if args.attack == "unsplit" else None,
                                 cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
                                 on_round=on_round)
@@ -203,7 +227,15 @@ def run(args: argparse.Namespace) -> int:
     write_outputs(out, outcome, data)
     record = outcome.run
     print(record.summary())
-    print(f"wrote {out}{os.sep}: grid.png, losses.png, metrics.json, reconstructions.npz, clone.keras")
+    for extra in record.evaluations[1:]:
+        scores = extra.reconstruction
+        print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
+              f"SSIM {scores.mean_ssim:.3f} (dataset-mean image: MSE {extra.baselines.dataset_mean.mean_mse:.4f})")
+    pictures = "grid.png, observed_grid.png" if "observed_indices" in record.arrays else "grid.png"
+    print(f"wrote {out}{os.sep}: {pictures}, losses.png, metrics.json, reconstructions.npz, clone.keras")
+    if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
+        raise Interrupted(f"training stopped after {record.victim.training.steps_done} steps; the attack, as it stood "
+                          f"then, is scored above and in {out / MARKER}")
     if record.interrupted:
         attacked = record.headline.reconstruction.n
         raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
@@ -216,13 +248,16 @@ def write_outputs(out: Path, outcome, data) -> None:
     import numpy as np
 
     from unsplit_tf.plots import curves, reconstruction_grid, save_figure
+    from unsplit_tf.runs import as_uint8
 
     record, result = outcome.run, outcome.result
     head = record.headline
     out.mkdir(parents=True, exist_ok=True)
     indices = np.asarray(head.targets.indices, np.int64)
     originals, recovered = data.x_test[indices], outcome.reconstructions  # the scored targets only
-    np.savez_compressed(out / "reconstructions.npz", originals=originals, reconstructions=recovered, test_indices=indices)
+    stream = {} if outcome.stream is None else {"observed_indices": outcome.stream[0],
+                                                 "observed_reconstructions": as_uint8(outcome.stream[1])}
+    np.savez_compressed(out / "reconstructions.npz", originals=originals, reconstructions=recovered, test_indices=indices, **stream)
     outcome.clone.save(out / "clone.keras")
     attack = f"{record.attack.preset} preset" if record.attack.preset else f"{record.attack.family}, aux {record.threat_model.auxiliary_images}"
     where = f"{data.name}, cut after {record.victim.cut_layer} (depth {record.victim.depth}), {attack}"
@@ -230,6 +265,12 @@ def write_outputs(out: Path, outcome, data) -> None:
     shown = recovered if head.minmax_normalised else np.clip(recovered, 0, 1)
     figure = reconstruction_grid(originals, shown, labels=list(head.targets.classes), scores=head.reconstruction.mse, title=title)
     save_figure(figure, out / "grid.png")
+    if "observed_indices" in record.arrays:  # the sample of observed training images scored beside the targets
+        sample, rows = record.evaluations[1], record.arrays["observed_indices"]
+        figure = reconstruction_grid(data.x_train[rows], record.arrays["observed_reconstructions"] / 255.0,
+                                     labels=list(sample.targets.classes), scores=sample.reconstruction.mse,
+                                     title=f"{where}, observed training images: mean MSE {sample.reconstruction.mean_mse:.3f}")
+        save_figure(figure, out / "observed_grid.png")
     if record.attack.family == "unsplit":
         histories = [history for history in result.matching_loss if len(history)]
         series = {f"{label} ({i})": history for i, (label, history) in enumerate(zip(head.targets.classes, histories))}

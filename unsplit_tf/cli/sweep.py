@@ -5,6 +5,7 @@
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
     unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
+    unsplit-tf sweep --attack tuned:stream --observations 1000 10000  # UnSplit on the observed training stream
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
     unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
                                                              # `ray start --address HEAD:6379` on the others
@@ -57,6 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
+    parser.add_argument("--observations", type=int, nargs="+", metavar="N",
+                        help="with a :stream --attack: also attack the last N training examples observed (an axis)")
     parser.add_argument("--label-samples", type=int, default=defaults.LABEL_SAMPLES, help=f"training examples for label inference; 0 skips it (default {defaults.LABEL_SAMPLES})")
     parser.add_argument("--label-batch-size", type=int, default=defaults.LABEL_BATCH_SIZE, help=f"batch size of the label run (default {defaults.LABEL_BATCH_SIZE})")
     parser.add_argument("--label-depth", type=int, default=defaults.LABEL_DEPTH, help=f"depth of the client's bottom part in the label run (default {defaults.LABEL_DEPTH})")
@@ -149,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--aux is for --family sdar / inverse_network; unsplit uses no auxiliary data")
     if any(n < 2 for n in args.aux or []):
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
+    streams = [attack for attack in attacks if attack[1] == "stream"]
+    if args.observations and not (streams and "unsplit" in families):
+        raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. tuned:stream)")
+    if any(n < 1 for n in args.observations or []):
+        raise CliError(f"--observations must be at least 1, got {' '.join(map(str, args.observations))}")
     backend = backend_options(args)
     if args.targets < 1 or args.label_samples < 0:
         raise CliError("--targets must be at least 1 and --label-samples 0 or more")
@@ -160,8 +168,12 @@ def run(args: argparse.Namespace) -> int:
     for name, data in datasets.items():
         depths = args.depths or list(paper_depths(name))
         if "unsplit" in families:
-            cells += inversion_cells(data, depths, attacks, defenses=defenses, seeds=args.seeds, budget=budget,
+            plain = [attack for attack in attacks if attack not in streams or not args.observations]
+            cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
                                      epochs=args.epochs, targets=args.targets)
+            cells += [cell for n in args.observations or [] for cell in
+                      inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
+                                      epochs=args.epochs, targets=args.targets, observations=n)]
         cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
                   for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
                                               targets=args.targets, attack=family, aux=aux)]
