@@ -9,7 +9,7 @@ import pytest
 
 from cli_helpers import run_verb, tiny_npz
 
-TINY_ATTACK = ["--main-iters", "2", "--input-iters", "2", "--model-iters", "2", "--targets", "3"]
+TINY_ATTACK = ["--restarts", "1", "--main-iters", "2", "--input-iters", "2", "--model-iters", "2", "--targets", "3"]
 
 
 def strict_json(path: Path) -> dict:

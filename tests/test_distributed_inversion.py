@@ -24,7 +24,7 @@ observed = client(smooth_images(8))
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2
 for mode in ("batched", "stream"):
-    config = preset("tuned").replace(main_iters=3, input_iters=5, model_iters=5, mode=mode, batch_size=4)
+    config = preset("tuned").replace(restarts=1, main_iters=3, input_iters=5, model_iters=5, mode=mode, batch_size=4)
     one = invert(client, observed, config)
     with strategy.scope():
         two = invert(client, observed, config)

@@ -26,6 +26,7 @@ def smooth_images(n: int, seed: int = 1) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def depth1_client():
+    keras.utils.set_random_seed(0)  # a module fixture is built before the per-test seeding: seed it itself
     return split_model(mnist_net(), depth=1).client
 
 
@@ -46,7 +47,7 @@ def test_both_modes_lower_the_matching_loss(depth1_client, mode):
     targets = smooth_images(3)
     reports = []
     observed = depth1_client(targets)
-    config = preset("tuned").replace(main_iters=10, input_iters=30, model_iters=10, mode=mode)
+    config = preset("tuned").replace(restarts=1, main_iters=10, input_iters=30, model_iters=10, mode=mode)
     start_clone = clone_architecture(depth1_client, seed=config.seed)  # where the attack starts: fresh clone, grey x_hat
     before = np.mean(np.square(start_clone(np.full_like(targets, config.init_value)) - observed), axis=(1, 2, 3))
     result = invert(depth1_client, observed, config, on_round=reports.append)
@@ -186,7 +187,7 @@ def test_nan_or_infinite_observations_are_refused(depth1_client):
         invert(depth1_client, observed, TINY)
 
 
-STREAM = preset("tuned").replace(main_iters=8, input_iters=20, model_iters=10, mode="stream", batch_size=8)
+STREAM = preset("tuned").replace(restarts=1, main_iters=8, input_iters=20, model_iters=10, mode="stream", batch_size=8)
 
 
 def test_stream_mode_attacks_every_observation_with_one_clone_and_beats_guessing(depth1_client):

@@ -36,7 +36,7 @@ TRAINING = TrainConfig(epochs=1, batch_size=25)
 
 
 def test_run_inversion_beats_the_mean_image_and_says_so(data, tmp_path):
-    config = preset("tuned").replace(main_iters=15, input_iters=20, model_iters=20)
+    config = preset("tuned").replace(restarts=1, main_iters=15, input_iters=20, model_iters=20)
     outcome = run_inversion(data, config, preset="tuned", victim=VictimSpec(depth=1, training=TRAINING), cache_dir=tmp_path)
     run = outcome.run
     head = run.headline
@@ -144,7 +144,7 @@ def test_the_watcher_keeps_the_last_examples_of_the_last_epoch():
 
 
 def test_stream_mode_attacks_the_observed_training_stream_with_the_targets(data, tmp_path):
-    config = preset("tuned").replace(mode="stream", batch_size=25, main_iters=8, input_iters=20, model_iters=20)
+    config = preset("tuned").replace(restarts=1, mode="stream", batch_size=25, main_iters=8, input_iters=20, model_iters=20)
     outcome = run_inversion(data, config, victim=VictimSpec(depth=1, training=TRAINING), observations=60, cache_dir=tmp_path)
     run = outcome.run
     assert run.threat_model.observed_examples == 60 and "last epoch" in run.threat_model.observations

@@ -98,3 +98,24 @@ def test_ctrl_c_before_the_stream_is_complete_raises(data, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_inversion(data, preset("tuned").replace(mode="stream", main_iters=1), observations=20, cache_dir=tmp_path,
                       victim=VictimSpec(depth=1, training=TrainConfig(epochs=2, batch_size=50)), on_epoch=stop)
+
+
+def test_a_resnet20_victim_is_built_trained_and_cut_between_blocks(tmp_path, capsys):
+    from unsplit_tf import defaults
+    from unsplit_tf.runs import ARCHITECTURES
+
+    assert tuple(ARCHITECTURES) == defaults.ARCHITECTURES  # the CLI's choices are the run layer's builders
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cifar.npz"
+    np.savez(path, x_train=rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8), y_train=np.arange(32) % 10,
+             x_test=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10)
+    common = ["--dataset", "cifar", "--data-dir", str(path), "--architecture", "resnet20", "--epochs", "1", "--batch-size", "16",
+              "--main-iters", "1", "--input-iters", "1", "--model-iters", "1", "--targets", "10", "--cache-dir", str(tmp_path / "cache")]
+    code, _, err = run_verb("invert", [*common, "--depth", "3", "--out", str(tmp_path / "no")], capsys)
+    assert code == 2 and "--layer blockB_out" in err
+    code, out, err = run_verb("invert", [*common, "--layer", "block1_out", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert record["victim"]["model"] == {"kind": "builtin", "name": "resnet20", "sha256": None}
+    assert record["victim"]["cut_layer"] == "block1_out" and not record["victim"]["training"]["from_cache"]
+    assert not (tmp_path / "cache").exists()

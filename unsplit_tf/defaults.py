@@ -4,6 +4,8 @@ The run layer (`unsplit_tf.runs`), the sweep cells and the command-line front
 doors all take their defaults from here, so a default is decided once.
 """
 
+ARCHITECTURES = ("reference", "resnet20")
+"""The victim nets the tool trains itself: the dataset's reference net of the paper, or ResNet-20 (SDAR's)."""
 DEPTH = 2
 """Where the client ends by default: after the first pooling layer of the reference nets."""
 EPOCHS = 2

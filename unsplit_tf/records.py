@@ -238,8 +238,8 @@ DATA_OBLIVIOUS = ThreatModel("data-oblivious", True, "the cut-layer activations 
 class ModelSource(Record):
     """Which network the client and server run: the dataset's reference net or a user's file (hashed)."""
 
-    kind: str  # "reference", "file" (a user's saved model) or "given" (a split passed in)
-    name: str  # the dataset's reference net name, or the file's name
+    kind: str  # "reference", "builtin" (another net of `unsplit_tf.models`), "file" (a user's saved model) or "given" (a split passed in)
+    name: str  # the dataset's reference net name, the builtin's name ("resnet20"), or the file's name
     sha256: str | None = None  # of the user's file
 
     @classmethod

@@ -52,7 +52,7 @@ from unsplit_tf.defenses import (
     split_u_shaped_with_defense,
     split_with_defense,
 )
-from unsplit_tf.models import reference_net
+from unsplit_tf.models import reference_net, resnet20
 from unsplit_tf.protocol import SplitTrainer, TrainConfig, UShapedTrainer, UShapedWireRecord, WireRecord, train_reference_net
 from unsplit_tf.records import (
     DATA_OBLIVIOUS,
@@ -100,6 +100,13 @@ Alongside = Callable[[keras.Model, keras.Model], Callable[[WireRecord], None]]
 """(known client architecture, the server being trained) -> the `on_step` of an attack running alongside training."""
 
 
+ARCHITECTURES: dict[str, Callable[[Dataset], keras.Model]] = {
+    "reference": lambda data: reference_net(data.name),
+    "resnet20": lambda data: resnet20(tuple(data.x_train.shape[1:]), data.num_classes),
+}
+"""The victim networks the run layer builds and trains itself."""
+
+
 def default_training(seed: int = defaults.SEED) -> TrainConfig:
     """The victim's training config by default: `defaults.EPOCHS` epochs at `defaults.BATCH_SIZE`."""
     return TrainConfig(epochs=defaults.EPOCHS, batch_size=defaults.BATCH_SIZE, seed=seed)
@@ -110,8 +117,10 @@ class VictimSpec:
     """The dataset's reference net, cut at `depth` (or after `layer`), trained split-learning style.
 
     defense: a named defense (`unsplit_tf.defenses.DEFENSES`) at the cut; "none" by default.
-        An undefended victim comes from the model cache when it was trained before.
+        An undefended reference net comes from the model cache when it was trained before.
     train_samples: train on the first N training images only (None: all).
+    architecture: "reference" (the dataset's net of the paper) or "resnet20" (the net SDAR attacks,
+        cut between blocks with layer="blockB_out"; always trained afresh).
     """
 
     depth: int | None = defaults.DEPTH
@@ -119,10 +128,13 @@ class VictimSpec:
     defense: DefenseSetting = NO_DEFENSE
     training: TrainConfig = field(default_factory=default_training)
     train_samples: int | None = None
+    architecture: str = "reference"
 
     def __post_init__(self) -> None:
         if (self.depth is None) == (self.layer is None):
             raise ValueError("give exactly one of depth= or layer= to say where the client ends")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
         check_defense(self.defense, ACTIVATIONS)
         if self.train_samples is not None:
             at_least("train_samples (or None for all)", self.train_samples, 1)
@@ -161,13 +173,13 @@ def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallba
     config = spec.training
     cut = {"depth": spec.depth, "layer": spec.layer}
     started, interrupted = time.perf_counter(), False
-    if spec.defense == NO_DEFENSE and alongside is None:
+    if spec.defense == NO_DEFENSE and alongside is None and spec.architecture == "reference":
         trained = train_reference_net(train_data, depth=spec.depth or 1, config=config, cache_dir=cache_dir, on_epoch=on_epoch)
         split = split_model(trained.model, **cut)
         known, accuracy, from_cache = split.client, trained.test_accuracy, trained.from_cache
     else:
         keras.utils.set_random_seed(config.seed)  # the same initial weights as the undefended victim
-        model = reference_net(data.name)
+        model = ARCHITECTURES[spec.architecture](data)
         known = split_model(model, **cut).client
         split = (split_model(model, **cut) if spec.defense == NO_DEFENSE
                  else split_with_defense(model, make_defense(spec.defense, model, config.seed), **cut))
@@ -183,7 +195,8 @@ def _deploy(data: Dataset, spec: VictimSpec, *, cache_dir, on_epoch: EpochCallba
     seconds = None if from_cache else time.perf_counter() - started
     training = Training(config.epochs, config.batch_size, config.learning_rate, config.seed, len(train_data.x_train),
                         from_cache, seconds, trainer.steps_done if interrupted else None)
-    return _Deployed(split, known, ModelSource("reference", data.name), spec.defense, training, accuracy, interrupted)
+    source = ModelSource("reference", data.name) if spec.architecture == "reference" else ModelSource("builtin", spec.architecture)
+    return _Deployed(split, known, source, spec.defense, training, accuracy, interrupted)
 
 
 def _given(split: Split, model: ModelSource | None) -> _Deployed:

@@ -41,7 +41,7 @@ from pathlib import Path
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
-from unsplit_tf.attacks.inversion import MODES, PRESETS, RoundReport, preset
+from unsplit_tf.attacks.inversion import MODES, PRESETS, PRIORS, RoundReport, preset
 from unsplit_tf.cli._common import (
     CliError,
     Interrupted,
@@ -68,8 +68,9 @@ CONFIG_FLAGS = {
     "input_lr": finite_float,
     "model_lr": finite_float,
     "patience": int,
+    "restarts": int,
 }
-QUICK = {"main_iters": 20}
+QUICK = {"main_iters": 20, "restarts": 1}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
@@ -90,13 +91,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
     parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
     parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
+    parser.add_argument("--prior", choices=PRIORS, help="how to pick x_hat's polarity, which a linear first layer hides "
+                                                         "(dark_background: the frame is darker than the object)")
+    parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
                         help="stream mode: also attack the smashed data of the last N training examples the server received "
                              "(the end of the last epoch), all with one clone; sets --mode stream")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS,
                         help=f"test images to attack, taken class by class (default {defaults.TARGETS})")
-    parser.add_argument("--quick", action="store_true", help=f"a one-minute demonstration: {QUICK['main_iters']} rounds")
+    parser.add_argument("--quick", action="store_true", help=f"a one-minute demonstration: {QUICK['main_iters']} rounds, one restart")
+    parser.add_argument("--architecture", choices=defaults.ARCHITECTURES, default="reference",
+                        help="the victim net the tool trains: the dataset's reference net (default), or ResNet-20 cut with "
+                             "--layer blockB_out (B = 1..9, SDAR's level B)")
     parser.add_argument("--model", type=Path, metavar="FILE", help="attack your own saved model (.keras, loaded in safe mode) instead")
     parser.add_argument("--layer", help="with --model: the name of the client's last layer (or use --depth)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="output folder (default runs/invert_<dataset>_<cut>_<preset>, numbered if taken)")
@@ -121,6 +128,10 @@ def attack_config(args: argparse.Namespace):
         changes["box"] = tuple(args.box)
     if args.no_box:
         changes["box"] = None
+    if args.prior:
+        changes["prior"] = args.prior
+    if args.stream_batch is not None:
+        changes["batch_size"] = args.stream_batch
     if args.mode:
         changes["mode"] = args.mode
     elif args.observations:
@@ -131,7 +142,8 @@ def attack_config(args: argparse.Namespace):
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "tensorboard", "observations") if getattr(args, name) is not None]
+    given += [name for name in ("lr", "box", "mode", "prior", "stream_batch", "tensorboard", "observations")
+              if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset != defaults.PRESET else []
     return ["--" + name.replace("_", "-") for name in given]
@@ -147,8 +159,13 @@ def check_flags(args: argparse.Namespace) -> None:
             raise CliError(f"--attack {args.attack} holds its --aux images out of the victim's training: it attacks the reference nets, not --model")
         if unsplit_flags(args):
             raise CliError(f"{', '.join(unsplit_flags(args))} set UnSplit's attack; --attack {args.attack} takes its defaults")
-    if args.layer and not args.model:
-        raise CliError("--layer needs --model; the reference nets are cut with --depth")
+    if args.architecture != "reference":
+        if args.model:
+            raise CliError(f"give --model or --architecture {args.architecture}, not both")
+        if not args.layer or args.depth is not None:
+            raise CliError(f"--architecture {args.architecture} is cut between blocks: pass --layer blockB_out (B = 1..9), not --depth")
+    elif args.layer and not args.model:
+        raise CliError("--layer needs --model (or --architecture resnet20); the reference nets are cut with --depth")
     if args.layer and args.depth is not None:
         raise CliError("give --layer or --depth, not both")
     if args.targets < 1:
@@ -164,6 +181,7 @@ def check_flags(args: argparse.Namespace) -> None:
 
 def default_out(args: argparse.Namespace) -> Path:
     cut = args.layer or f"depth{defaults.DEPTH if args.depth is None else args.depth}"
+    cut = cut if args.architecture == "reference" else f"{args.architecture}_{cut}"
     name = args.preset if args.attack == "unsplit" else f"{args.attack}_aux{args.aux}"
     return Path("runs") / f"invert_{canonical_name(args.dataset)}_{cut}_{name}"
 
@@ -194,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         model = load_user_model(args.model, data)
         victim = split_model(model, layer=args.layer) if args.layer else split_model(model, depth=depth)
         source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
+    elif args.architecture != "reference":
+        victim, source = VictimSpec(depth=None, layer=args.layer, training=training, architecture=args.architecture), None
     else:
         victim, source = VictimSpec(depth=depth, training=training), None
     observations = args.observations or 0

@@ -93,9 +93,11 @@ class InversionConfig:
 # reported test targets: no pull towards black (lambda_l2 = 0), pixels kept in [0, 1], a 10x slower
 # clone so that it and x_hat do not drift off together, and a 3x faster x_hat, at the budget it was
 # chosen with (100 rounds; longer runs drift: 1000 rounds gave a worse MSE on Fashion-MNIST, depth 2).
+# Three restarts, kept by the lowest matching loss: with one, seed 1 of 4 landed in a poor joint
+# solution at depth 2 (MSE 0.063, clone 61 %); with three, all four seeds give MSE 0.019-0.023.
 PRESETS: dict[str, InversionConfig] = {
     "paper": InversionConfig(mode="sequential"),
-    "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3),
+    "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3, restarts=3),
 }
 
 
@@ -547,7 +549,7 @@ def calibrate_batch_norm(clone: keras.Model, inputs: np.ndarray, rows: int = CAL
         inputs = inputs[np.random.default_rng(0).choice(len(inputs), rows, replace=False)]
     view = _batch_statistics_view(clone)
     statistics_layers = [layer for layer in view.layers if isinstance(layer, _BatchStatistics)]
-    features = keras.Model(view.inputs, [layer.input for layer in statistics_layers])(inputs)
+    features = keras.Model(view.input, [layer.input for layer in statistics_layers])(inputs)
     for layer, feature in zip(statistics_layers, features if len(statistics_layers) > 1 else [features]):
         norm = layer.batch_norm
         axes = [axis for axis in range(feature.shape.rank) if axis not in _positive_axes(norm.axis, feature.shape.rank)]
