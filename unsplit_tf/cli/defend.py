@@ -3,14 +3,17 @@
     unsplit-tf defend                               # Fashion-MNIST, depth 2, every defense at its default strengths
     unsplit-tf defend --defense nopeek --nopeek-weights 0.5 5
     unsplit-tf defend --quick --results runs/defenses_quick   # a few-minute smoke run
+    unsplit-tf defend --attack unsplit sdar --aux 6000 --defense nopeek   # NoPeek against UnSplit and against SDAR
     unsplit-tf defend --report-only                 # redraw REPORT.md and the figures from the stored runs
 
 Inversion side: for each activation defense (gaussian_noise, laplace_noise,
 nopeek) and strength, the reference net is trained the split-learning way
 with the defense at the cut, its test accuracy taken with the defense active,
 and the server attacks what the defended client sends for the first test image
-of each class (the tuned preset, all targets in one batch; the clone has the
-client's undefended architecture). Label side: for each gradient defense
+of each class, with each --attack: UnSplit (the tuned preset, all targets in one
+batch; the clone has the client's undefended architecture), SDAR (alongside
+the defended training) or the inverse network, both holding --aux labelled
+images held out of the client's data. Label side: for each gradient defense
 (gradient_clipping, gradient_noise, label_subspace_noise, max_norm_noise) the
 net is trained U-shaped with the defense at the input of the client's head,
 and the server runs the label attacks a real server can (on dL/da) over the
@@ -33,7 +36,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of
 from unsplit_tf.cli._outputs import writable_folder
-from unsplit_tf.cli.sweep import add_backend_arguments, backend_options
+from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, backend_options
 from unsplit_tf.defenses import DEFENSES
 
 # Strength flags, each the grid of the registry's defenses it names.
@@ -59,6 +62,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         grid = " ".join(f"{s:g}" for s in DEFENSES[names[0]].default_strengths)
         parser.add_argument(f"--{flag.replace('_', '-')}", type=finite_float, nargs="+", metavar="S",
                             help=f"strengths of {' and '.join(names)}: {DEFENSES[names[0]].strength_meaning} (default {grid})")
+    parser.add_argument("--attack", nargs="+", choices=FAMILIES, default=["unsplit"],
+                        help="inversion attacks against the activation defenses (default unsplit); sdar and inverse_network "
+                             "run with their defaults (--preset and the budget flags are UnSplit's)")
+    parser.add_argument("--aux", type=int, metavar="N",
+                        help=f"auxiliary images held out for sdar / inverse_network (default {defaults.AUX})")
     parser.add_argument("--preset", default=defaults.PRESET, choices=list(PRESETS), help=f"inversion preset (default {defaults.PRESET}, the strongest)")
     parser.add_argument("--main-iters", type=int, help=f"inversion rounds (default {DEFAULT_BUDGET.main_iters}; {QUICK['main_iters']} with --quick)")
     parser.add_argument("--input-iters", type=int, default=DEFAULT_BUDGET.input_iters, help=f"x_hat steps per round (default {DEFAULT_BUDGET.input_iters})")
@@ -86,7 +94,7 @@ def settings(args: argparse.Namespace) -> list:
 
 
 def filled(args: argparse.Namespace) -> argparse.Namespace:
-    """Flags left out take --quick's value with --quick, else the library's default."""
+    """Flags left out take --quick's value with --quick, else the library's default; then the values are checked."""
     fallback = {"epochs": defaults.EPOCHS, "main_iters": defaults.SWEEP_BUDGET[0], "label_samples": defaults.DEFENSE_LABEL_SAMPLES,
                 "train_samples": None}
     for name, value in (QUICK if args.quick else fallback).items():
@@ -95,14 +103,29 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "main_iters", "input_iters", "model_iters", "label_batch_size", "label_samples"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    args.attack = list(dict.fromkeys(args.attack))
+    if args.aux is not None and args.attack == ["unsplit"]:
+        raise CliError("--aux is for --attack sdar / inverse_network; unsplit uses no auxiliary data")
+    if args.aux is not None and args.aux < 2:
+        raise CliError(f"--aux must be at least 2 images, got {args.aux}")
     return args
+
+
+def inversion_fields(args: argparse.Namespace) -> list[dict]:
+    """The inversion cells' fields, one dict per --attack: UnSplit's preset and budget, or a family's aux images."""
+    from unsplit_tf.sweep import Budget
+
+    shared = {"epochs": args.epochs, "batch_size": args.batch_size, "train_samples": args.train_samples}
+    unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters)}
+    return [{**shared, **unsplit} if family == "unsplit" else {**shared, "attack": family, "aux": args.aux or defaults.AUX}
+            for family in args.attack]
 
 
 def run(args: argparse.Namespace) -> int:
     from unsplit_tf.records import NO_DEFENSE
     from unsplit_tf.reporting import write_report
     from unsplit_tf.store import ResultStore
-    from unsplit_tf.sweep import Budget, defense_cells
+    from unsplit_tf.sweep import defense_cells
 
     args = filled(args)
     backend = backend_options(args)
@@ -113,11 +136,11 @@ def run(args: argparse.Namespace) -> int:
     cache = cache_folder(args)
     data = load_data(args)
     chosen = settings(args) + ([NO_DEFENSE] if "none" in (args.defense or ()) else [])
-    inversion = {"preset": args.preset, "epochs": args.epochs, "batch_size": args.batch_size, "train_samples": args.train_samples,
-                 "budget": Budget(args.main_iters, args.input_iters, args.model_iters)}
     labels = {"samples": args.label_samples, "batch_size": args.label_batch_size, "epochs": args.epochs,
               "train_samples": args.train_samples}
-    cells = defense_cells(data, chosen, depth=args.depth, seed=args.seed, inversion=inversion, labels=labels)
+    planned = [cell for inversion in inversion_fields(args)
+               for cell in defense_cells(data, chosen, depth=args.depth, seed=args.seed, inversion=inversion, labels=labels)]
+    cells = list({cell.key: cell for cell in planned}.values())  # the label side once, whatever the attacks
     from unsplit_tf.cli._grid import run_grid
 
     store, _ = run_grid(cells, {data.name: data}, results=results, cache=cache, verb="defend", backend=backend)

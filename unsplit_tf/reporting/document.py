@@ -11,16 +11,22 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
+from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun
 from unsplit_tf.reporting import figures, tables
 from unsplit_tf.reporting.grouping import (
     DATASET_TITLES,
+    HOLDS_MEANING,
+    NOT_APPLICABLE,
+    AuxSeries,
     DefenseGroup,
     Series,
+    aux_series,
     defense_groups,
+    defense_holds,
     inversion_series,
     title_of,
     undefended_label_runs,
+    varying_fields,
 )
 from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.store import ResultStore
@@ -51,6 +57,7 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
         raise ValueError(f"no finished cells in {store.cells_dir}; run the sweep first (unsplit-tf sweep, or scripts/sweep.py)")
     out.mkdir(parents=True, exist_ok=True)
     series_by_dataset = inversion_series(runs)
+    aux_by_dataset = aux_series(series_by_dataset)
     labels_by_dataset = undefended_label_runs(runs)
     inversion_groups, label_groups = defense_groups(runs)
     order = list(DATASET_TITLES)
@@ -61,7 +68,8 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
         summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, label_groups),
         _header(runs, store, out),
     ]
-    parts += [_dataset_section(name, series_by_dataset.get(name, []), labels_by_dataset.get(name, []), out) for name in datasets]
+    parts += [_dataset_section(name, series_by_dataset.get(name, []), aux_by_dataset.get(name, []),
+                               labels_by_dataset.get(name, []), out) for name in datasets]
     if inversion_groups or label_groups:
         parts.append(_defense_section(inversion_groups, label_groups, out))
     parts.append(_comparison_section(series_by_dataset.get(reference_figures().dataset, [])))
@@ -86,6 +94,10 @@ def _depth_ranges(depths: Sequence[int]) -> str:
 
 
 def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
+    """What the data-oblivious attack (UnSplit) recovers, depth by depth; "" without UnSplit runs."""
+    series = [one for one in series if one.setting.family == "unsplit"]
+    if not series:
+        return ""
     best: dict[int, InversionRun] = {}
     for one in series:
         for run in one.runs:
@@ -111,6 +123,27 @@ def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
     if deeper:
         text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image"
     return text + "."
+
+
+def _auxiliary_summary(dataset: str, series: Sequence[Series]) -> str:
+    """One sentence per auxiliary-data family: at which depths it beats the mean image, over every aux size tried."""
+    sentences = []
+    for family in dict.fromkeys(one.setting.family for one in series if one.setting.aux):
+        mine = [one for one in series if one.setting.family == family]
+        runs = [run for one in mine for run in one.runs]
+        sizes = sorted({one.setting.aux for one in mine})
+        held = f"{sizes[0]:,}" if len(sizes) == 1 else f"{sizes[0]:,}–{sizes[-1]:,}"
+        who = f"Holding {held} labelled {title_of(dataset)} training images as well, {mine[0].setting.attack_title()}"
+        leaking = [run for run in runs if run.headline.beats_mean_image]
+        if not leaking:
+            sentences.append(f"{who} does not beat the mean image at any depth tried "
+                             f"({_depth_ranges(sorted({run.victim.depth for run in runs}))}).")
+            continue
+        top = min(leaking, key=lambda run: run.headline.reconstruction.mean_mse)
+        sentences.append(f"{who} beats the mean image at depth {_depth_ranges(sorted({r.victim.depth for r in leaking}))} "
+                         f"(best MSE {top.headline.reconstruction.mean_mse:.3f} at depth {top.victim.depth} with "
+                         f"{top.threat_model.auxiliary_images:,} images).")
+    return " ".join(sentences)
 
 
 def _label_summary(dataset: str, runs: Sequence[LabelRun]) -> str:
@@ -141,7 +174,7 @@ def _cheapest_stop(group: DefenseGroup, stops) -> list[str]:
 def _defense_summary(inversion_groups: Sequence[DefenseGroup], label_groups: Sequence[DefenseGroup]) -> str:
     sentences = []
     for group in inversion_groups:
-        stoppers = _cheapest_stop(group, lambda run: not run.headline.beats_mean_image)
+        stoppers = _cheapest_stop(group, defense_holds)
         tried = ", ".join(dict.fromkeys(tables.defense_name(r.victim.defense) for r in group.runs if r.victim.defense != NO_DEFENSE))
         sentences.append(f"Against the inversion ({group.title}), " + (
             "these defenses bring it down to the mean image: " + "; ".join(stoppers) if stoppers
@@ -160,7 +193,8 @@ def _defense_summary(inversion_groups: Sequence[DefenseGroup], label_groups: Seq
 
 def summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, label_groups) -> str:
     """One paragraph: what leaks, at which cut, what stops it, at what cost."""
-    sentences = [_inversion_summary(name, series) for name, series in series_by_dataset.items() if series]
+    sentences = [text for name, series in series_by_dataset.items()
+                 for text in (_inversion_summary(name, series), _auxiliary_summary(name, series))]
     sentences += [_label_summary(name, runs) for name, runs in labels_by_dataset.items()]
     sentences.append(_defense_summary(inversion_groups, label_groups) or
                      "No defense runs are stored yet, so this report does not say what stops the leaks.")
@@ -195,25 +229,33 @@ def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
         "clone the attack starts from. Presets: `paper` is the authors' hyper-parameters; `tuned` is the strongest "
         "data-oblivious setting (no pull towards black, pixels kept in [0, 1], a slower clone and a faster x_hat). Mode "
         "`sequential` attacks the targets one after another with one shared clone, as the authors' code; `batched` "
-        "attacks all at once.",
+        "attacks all at once. `sdar` and `inverse_network` are attacks of a server that also holds *aux* labelled "
+        "training images, held out of the client's training data (the client trains on the rest); SDAR trains alongside "
+        "the client, and its *observed sample* is ten training images it decoded the moment their batch crossed the cut. "
+        "A *stream*-mode UnSplit attack reads the smashed data of *N observed* training examples with one clone.",
     ]
     return "\n\n".join(lines)
 
 
 def _model_lines(series: Sequence[Series]) -> list[str]:
-    """One sentence per trained model (epochs, seed): its split accuracy, and its training time if trained in the sweep."""
-    models: dict[tuple[int, int], list[InversionRun]] = {}
+    """One sentence per trained model (epochs, seed, training images): its split accuracy, and its training time if
+    trained in the sweep (an auxiliary-data attack's client trains on what its aux images leave)."""
+    models: dict[tuple[int, int, int], list[InversionRun]] = {}
     for one in series:
-        models.setdefault((one.setting.epochs, one.setting.seed), []).extend(one.runs)
+        models.setdefault((one.setting.epochs, one.setting.seed, one.setting.train_images), []).extend(one.runs)
+    sizes = len({images for _, _, images in models}) > 1
     sentences = []
-    for (epochs, seed), runs in sorted(models.items()):
+    for (epochs, seed, images), runs in sorted(models.items()):
         trained = next((run.victim.training.seconds for run in runs if run.victim.training and run.victim.training.seconds), None)
         how = f", trained in {trained:.0f} s" if trained is not None else " (loaded from the model cache)"
-        sentences.append(f"Model ({epochs} epochs, seed {seed}): split test accuracy {tables.percent(runs[0].victim.test_accuracy)}{how}.")
+        on = f", {images:,} training images" if sizes else ""
+        sentences.append(f"Model ({epochs} epochs, seed {seed}{on}): split test accuracy "
+                         f"{tables.percent(runs[0].victim.test_accuracy)}{how}.")
     return sentences
 
 
-def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelRun], out: Path) -> str:
+def _dataset_section(dataset: str, series: list[Series], aux_lines: list[AuxSeries], label_runs: list[LabelRun], out: Path
+                     ) -> str:
     from unsplit_tf.plots import save_figure
 
     title = title_of(dataset)
@@ -221,9 +263,11 @@ def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelR
     if series:
         data = series[0].runs[0].data
         lines.append(f"Data: {portable(data.source)}; {data.train_images:,} training and {data.test_images:,} test images.")
-        budgets = ", ".join(sorted({one.setting.budget for one in series}))
+        budgets = ", ".join(sorted({one.setting.budget for one in series} - {NOT_APPLICABLE}))
         targets = ", ".join(sorted({str(one.setting.targets) for one in series}))
-        lines.append(" ".join(_model_lines(series)) + f" Attack budget per target: {budgets}; {targets} targets.")
+        sizes = ", ".join(f"{size:,}" for size in sorted({one.setting.aux for one in series} - {0}))
+        lines.append(" ".join(_model_lines(series)) + (f" UnSplit's budget per target: {budgets};" if budgets else "")
+                     + f" {targets} targets." + (f" Auxiliary images held by the server: {sizes}." if sizes else ""))
         lines += ["### Inversion and model stealing by depth", tables.inversion_table(series), tables.baselines_line(series)]
         mse_figure, accuracy_figure = figures.depth_curves(series)
         mse_path = save_figure(mse_figure, out / f"{dataset}_mse_by_depth.png")
@@ -232,6 +276,13 @@ def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelR
         if any("reconstructions" in run.arrays for one in series for run in one.runs):
             grid_path = save_figure(figures.depth_grid(series), out / f"{dataset}_depth_grid.png")
             lines.append(f"![{title}: reconstructions at every depth]({grid_path.name})")
+    if aux_lines:
+        lines += ["### Auxiliary-data attacks by aux size",
+                  "The same attack at the same depth given more or fewer labelled auxiliary images (held out of the "
+                  "client's training data): the targets' scores, and SSIM beside MSE; the observed sample is scored "
+                  "against its own mean-image guess.", tables.aux_table(aux_lines)]
+        aux_path = save_figure(figures.aux_curves(aux_lines), out / f"{dataset}_by_aux_size.png")
+        lines.append(f"![{title}: MSE and SSIM by aux size]({aux_path.name})")
     for run in label_runs:
         training = run.victim.training
         lines.append(f"### Label inference ({run.samples} training examples, batch size {run.batch_size}, seed {training.seed})")
@@ -248,22 +299,71 @@ def _dataset_section(dataset: str, series: list[Series], label_runs: list[LabelR
     return "\n\n".join(lines)
 
 
+ATTACK_STORIES = {
+    "unsplit": "then attacked by UnSplit ({label}) on all {targets} targets as the defended client sends them, its clone "
+               "of the client's undefended architecture",
+    "sdar": "while SDAR, holding {aux:,} labelled auxiliary images, trained its simulator and decoder on every batch the "
+            "defended client sent; it then decodes all {targets} targets as the defended client sends them, and is also "
+            "scored on a sample of the training batches it observed",
+    "inverse_network": "then attacked by an inverse network fitted through the server on {aux:,} labelled auxiliary "
+                       "images, decoding all {targets} targets as the defended client sends them",
+}
+"""How each family meets a defended victim, for the defense section (formatted with label, aux and targets)."""
+
+
+def defense_verdicts(groups: Sequence[DefenseGroup]) -> list[str]:
+    """Per dataset and depth, one sentence per defense and strength: against which attacks it holds (`defense_holds`)."""
+    places: dict[tuple[str, int], list[DefenseGroup]] = {}
+    for group in groups:
+        places.setdefault((group.setting.dataset, group.runs[0].victim.depth), []).append(group)
+    paragraphs = []
+    for (dataset, depth), members in places.items():
+        verdicts: dict[DefenseSetting, list[tuple[str, bool]]] = {}
+        for group in members:
+            kin = [other for other in members if other.setting.family == group.setting.family]
+            attack = group.setting.attack_title(varying_fields(kin) if len(kin) > 1 else None)
+            for run in group.runs:
+                if run.victim.defense != NO_DEFENSE:
+                    verdicts.setdefault(run.victim.defense, []).append((attack, defense_holds(run)))
+        ordered = sorted(verdicts.items(), key=lambda item: (item[0].name, item[0].strength or 0.0))
+        paragraphs.append(f"**{title_of(dataset)}, depth {depth}.** " + " ".join(_verdict(*item) for item in ordered))
+    return paragraphs
+
+
+def _verdict(defense: DefenseSetting, found: Sequence[tuple[str, bool]]) -> str:
+    """"Nopeek 3 holds against UnSplit but not against SDAR." from (attack, holds) pairs."""
+    def listed(names: list[str], word: str) -> str:
+        return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" {word} {names[-1]}"
+
+    holds, fails = [name for name, held in found if held], [name for name, held in found if not held]
+    name = tables.defense_name(defense) + ("" if defense.strength is None else f" {tables.strength_text(defense)}")
+    text = (f"{name} holds against {listed(holds, 'and')}" + (f" but not against {listed(fails, 'or')}" if fails else "")
+            if holds else f"{name} does not hold against {listed(fails, 'or')}")
+    return text[0].upper() + text[1:] + "."
+
+
 def _defense_section(inversion_groups: Sequence[DefenseGroup], label_groups: Sequence[DefenseGroup], out: Path) -> str:
     from unsplit_tf.plots import save_figure
 
     lines = ["## Defenses at the cut: what they cost, what they stop"]
+    if inversion_groups:
+        lines.append(f"Against the inversion attacks, a defense *holds* when {HOLDS_MEANING}.")
+        lines += defense_verdicts(inversion_groups)
     for number, group in enumerate(inversion_groups, start=1):
         first = group.baseline or group.runs[0]
         training, head = first.victim.training, first.headline
         grey, mean = head.baselines.constant_grey, head.baselines.dataset_mean
+        story = ATTACK_STORIES[group.setting.family].format(
+            label=group.setting.attack_label, aux=group.setting.aux, targets=len(head.targets.indices))
         lines.append(f"### Inversion and model stealing against defended activations ({group.title})")
         lines.append(
             f"{title_of(first.data.name)} ({portable(first.data.source)}), two-party split at depth {first.victim.depth} "
             f"(cut after `{first.victim.cut_layer}`), each model trained from the same initial weights"
-            + (f" for {training.epochs} epochs (batch {training.batch_size}, seed {training.seed})" if training else "")
-            + f" with the defense at the cut, then attacked on all {len(head.targets.indices)} targets as the defended client "
-            "sends them. Split accuracy is on the test set with the defense active, as deployed; dCor(x, z) is the distance "
-            "correlation between test images and what the server receives. Higher MSE and lower SSIM mean better privacy. "
+            + (f" for {training.epochs} epochs (batch {training.batch_size}, seed {training.seed}, {training.samples:,} "
+               "images)" if training else "")
+            + f" with the defense at the cut, {story}. Split accuracy is on the test set with the defense active, as "
+            "deployed; dCor(x, z) is the distance correlation between test images and what the server receives. Higher "
+            "MSE and lower SSIM mean better privacy. "
             "\"Either polarity\" scores, per image, the better of the reconstruction and its negative 1 - x, as an attacker "
             "who looks at it would.")
         lines.append(tables.inversion_defense_table(group))

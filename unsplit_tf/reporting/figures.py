@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
-from unsplit_tf.reporting.grouping import MODE_ORDER, DefenseGroup, Series, title_of, varying_fields
+from unsplit_tf.reporting.grouping import (
+    MODE_ORDER,
+    AuxSeries,
+    DefenseGroup,
+    Series,
+    observed_sample,
+    title_of,
+    varying_fields,
+)
 from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.reporting.tables import BASELINE_TITLES, GROUPING_METHOD, LABEL_COLUMNS, comparison_series, defense_name
 
 REFERENCE_PREFIXES = ("guess:", "split model:", "authors' code:")  # drawn dashed: references, not this run's attacks
+GRID_NAMES = {"sdar": "SDAR", "inverse_network": "inv. net"}  # row titles of the depth grid: short
 _REFERENCE_KINDS = {"grey": "grey image", "mean image": "dataset mean", "split model": "split model"}
 
 
@@ -80,12 +90,14 @@ def _mode_rank(mode: str) -> int:
 
 
 def grid_series(series: Sequence[Series]) -> list[Series]:
-    """One series per attack for the depth grid: the one with the most depths, the authors' mode on a tie."""
+    """One series per attack for the depth grid: the one with the most depths; on a tie the authors' mode, the most aux."""
+    def rank(one: Series) -> tuple:
+        return len(one.runs), -_mode_rank(one.setting.mode), one.setting.aux
+
     chosen: dict[tuple[str, str], Series] = {}
     for one in series:
         name = (one.setting.family, one.setting.preset)
-        current = chosen.get(name)
-        if current is None or (len(one.runs), -_mode_rank(one.setting.mode)) > (len(current.runs), -_mode_rank(current.setting.mode)):
+        if name not in chosen or rank(one) > rank(chosen[name]):
             chosen[name] = one
     return list(chosen.values())
 
@@ -104,12 +116,51 @@ def depth_grid(series: Sequence[Series]):
             if run is None or "reconstructions" not in run.arrays:
                 continue
             rows.append(run.arrays["reconstructions"])
-            titles.append(f"d{depth} {one.setting.preset}" if len(shown) > 1 else f"depth {depth}")
+            setting = one.setting
+            name = (setting.preset if setting.family == "unsplit"
+                    else f"{GRID_NAMES.get(setting.family, setting.family)}\naux {setting.aux}")
+            titles.append(f"d{depth} {name}" if len(shown) > 1 else f"depth {depth}")
             captions.append([f"{mse:.3f}" for mse in run.headline.reconstruction.mse])
     rows = [np.asarray(row, np.float32) / 255 for row in rows]
-    attacks = ", ".join(f"{one.setting.attack_label} {one.setting.budget}" for one in shown)
+    attacks = "; ".join(one.setting.label(("budget", "aux", "observations")) for one in shown)
     return rows_grid(rows, titles, col_labels=list(first.headline.targets.classes), captions=captions,
                      title=f"{title_of(first.data.name)}: reconstructions by split depth ({attacks}); caption: MSE")
+
+
+def aux_curves(lines: Sequence[AuxSeries]):
+    """MSE and SSIM against the aux images held, a line per (attack, depth): on the targets (solid) and on the
+    observed sample where there is one (dotted), beside the targets' dataset-mean image (dashed)."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullLocator
+
+    from unsplit_tf.plots import SERIES_COLOURS
+
+    varying = varying_fields(lines)
+    mean = lines[0].runs[0].headline.baselines.dataset_mean
+    figure = Figure(figsize=(11.0, 4.2), layout="constrained")
+    figure.suptitle(f"{title_of(lines[0].setting.dataset)}: auxiliary-data attacks by aux size")
+    panels = (("mean reconstruction MSE", "mean_mse", mean.mean_mse), ("mean SSIM", "mean_ssim", mean.mean_ssim))
+    for axes, (ylabel, field, level) in zip(figure.subplots(1, 2, squeeze=False)[0], panels):
+        for line, colour in zip(lines, itertools.cycle(SERIES_COLOURS)):
+            observed = [observed_sample(run) for run in line.runs]
+            axes.plot(line.sizes, [getattr(run.headline.reconstruction, field) for run in line.runs], marker="o",
+                      color=colour, label=line.label(varying))
+            if any(evaluation is not None for evaluation in observed):
+                axes.plot(line.sizes, [math.nan if e is None else getattr(e.reconstruction, field) for e in observed],
+                          marker="s", markerfacecolor="none", linestyle=":", color=colour,
+                          label=f"{line.label(varying)}, observed sample")
+        axes.axhline(level, color=_reference_colour("mean image"), linestyle="--", linewidth=1,
+                     label=f"guess: {BASELINE_TITLES['dataset_mean']}")
+        axes.set_xscale("log")
+        sizes = sorted({size for line in lines for size in line.sizes})
+        axes.set_xticks(sizes, [f"{size:,}" for size in sizes])
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.set_xlabel("auxiliary images the server holds")
+        axes.set_title(ylabel, fontsize="medium")
+        axes.set_ylim(bottom=0)
+        axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return figure
 
 
 # ---------------------------------------------------------------- defenses

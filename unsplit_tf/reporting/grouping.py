@@ -1,17 +1,24 @@
-"""Typed runs grouped the way the report shows them: depth series, defense groups, label settings."""
+"""Typed runs grouped the way the report shows them: depth series, aux-size series, defense groups, label settings;
+and the one rule that says whether a defense holds against an attack."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from unsplit_tf.attacks.inversion import PRESETS
-from unsplit_tf.records import NO_DEFENSE, InversionRun, LabelRun
-from unsplit_tf.runs import INVERSION_FAMILIES
+from unsplit_tf.records import NO_DEFENSE, Evaluation, InversionRun, LabelRun
+from unsplit_tf.runs import INVERSION_FAMILIES, OBSERVED_SAMPLE
 
 DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-10"}
+FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
+VARYING = ("budget", "epochs", "seed", "targets", "aux", "observations")
+"""The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
+THREAT = ("aux", "observations")
+"""The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
 
 
 def title_of(dataset: str) -> str:
@@ -33,12 +40,36 @@ class InversionSetting:
     epochs: int
     seed: int
     targets: int
-    train_images: int
+    train_images: int  # the client's training images (for an auxiliary-data family: those left once aux is held out)
+    aux: int  # labelled auxiliary images the server holds (0: none)
+    observations: int  # training examples a stream-mode attack read (0: only the targets')
 
     @property
     def attack_label(self) -> str:
-        name = self.preset if self.family == "unsplit" else f"{self.family} {self.preset}"
+        name = (self.family if self.preset == NOT_APPLICABLE else self.preset if self.family == "unsplit"
+                else f"{self.family} {self.preset}")
         return name if self.mode == NOT_APPLICABLE else f"{name}/{self.mode}"
+
+    def details(self, varying: Sequence[str]) -> list[str]:
+        """Those of the `varying` parameters (names of `VARYING`) that apply to this attack, as words."""
+        extras = {"budget": None if self.budget == NOT_APPLICABLE else self.budget, "epochs": f"{self.epochs} epochs",
+                  "seed": f"seed {self.seed}", "targets": f"{self.targets} targets",
+                  "aux": f"aux {self.aux}" if self.aux else None,
+                  "observations": f"{self.observations} observed" if self.observations else None}
+        return [text for name in varying if (text := extras[name]) is not None]
+
+    def label(self, varying: Sequence[str] = ()) -> str:
+        """The attack, plus the `varying` parameters that apply to it: "sdar, aux 6000", "tuned/stream, 1000 observed"."""
+        return ", ".join([self.attack_label, *self.details(varying)])
+
+    def attack_title(self, varying: Sequence[str] | None = None) -> str:
+        """The family for people ("SDAR"); with `varying`, told apart from its kin: "UnSplit (tuned/batched)",
+        "SDAR (aux 600)"."""
+        title = FAMILY_TITLES.get(self.family, self.family)
+        if varying is None:
+            return title
+        parts = ([self.attack_label] if self.family == "unsplit" else []) + self.details(varying)
+        return f"{title} ({', '.join(parts)})" if parts else title
 
 
 def inversion_setting(run: InversionRun) -> InversionSetting:
@@ -50,7 +81,8 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
     return InversionSetting(
         run.data.name, run.data.fingerprint, run.victim.model.label, run.attack.family, run.attack.preset or NOT_APPLICABLE,
         mode, budget, training.epochs if training else 0, training.seed if training else getattr(config, "seed", 0),
-        len(run.headline.targets.indices), training.samples if training else run.data.train_images)
+        len(run.headline.targets.indices), training.samples if training else run.data.train_images,
+        run.threat_model.auxiliary_images, run.threat_model.observed_examples)
 
 
 @dataclass(frozen=True)
@@ -69,20 +101,19 @@ class Series:
 
     def label(self, varying: Sequence[str] = ()) -> str:
         """The attack, plus the other parameters named in `varying` (those that differ between series)."""
-        s = self.setting
-        extras = {"budget": s.budget, "epochs": f"{s.epochs} epochs", "seed": f"seed {s.seed}", "targets": f"{s.targets} targets"}
-        return ", ".join([s.attack_label] + [extras[name] for name in varying if name in extras])
+        return self.setting.label(varying)
 
 
 def _setting_rank(setting: InversionSetting) -> tuple:
-    presets = list(PRESETS)
-    return (setting.dataset, setting.family != "unsplit", setting.family,
+    presets, families = list(PRESETS), list(INVERSION_FAMILIES)
+    return (setting.dataset, families.index(setting.family) if setting.family in families else len(families), setting.family,
             presets.index(setting.preset) if setting.preset in presets else len(presets), setting.preset,
-            MODE_ORDER.index(setting.mode) if setting.mode in MODE_ORDER else len(MODE_ORDER), setting)
+            MODE_ORDER.index(setting.mode) if setting.mode in MODE_ORDER else len(MODE_ORDER), setting.aux,
+            setting.observations, setting)
 
 
 def inversion_series(runs: Sequence[InversionRun | LabelRun]) -> dict[str, list[Series]]:
-    """The undefended inversion runs as depth series, by dataset; ordered by family, preset, mode, then the rest."""
+    """The undefended inversion runs as depth series, by dataset; ordered by family, preset, mode, aux, then the rest."""
     groups: dict[InversionSetting, list[InversionRun]] = {}
     for run in runs:
         if isinstance(run, InversionRun) and run.victim.defense == NO_DEFENSE:
@@ -94,9 +125,69 @@ def inversion_series(runs: Sequence[InversionRun | LabelRun]) -> dict[str, list[
     return by_dataset
 
 
-def varying_fields(series: Sequence[Series]) -> list[str]:
-    """The parameters besides the attack whose value differs between the series."""
-    return [name for name in ("budget", "epochs", "seed", "targets") if len({getattr(s.setting, name) for s in series}) > 1]
+def varying_fields(series: Sequence[Series | AuxSeries | DefenseGroup]) -> list[str]:
+    """The parameters besides the attack whose value differs between the series' (or groups') inversion settings (a
+    budget only where one applies)."""
+    def values(name: str) -> set:
+        return {getattr(s.setting, name) for s in series} - ({NOT_APPLICABLE} if name == "budget" else set())
+
+    return [name for name in VARYING if len(values(name)) > 1]
+
+
+def observed_sample(run: InversionRun) -> Evaluation | None:
+    """The run's evaluation on a sample of the training batches it observed, if it has one (SDAR)."""
+    return next((evaluation for evaluation in run.evaluations if evaluation.name == OBSERVED_SAMPLE), None)
+
+
+@dataclass(frozen=True)
+class AuxSeries:
+    """Undefended runs of one auxiliary-data attack at one depth that differ only in aux: a line against aux size."""
+
+    setting: InversionSetting  # the runs' setting with aux 0 (and their client's training images, when not "the rest")
+    depth: int
+    runs: tuple[InversionRun, ...]  # sorted by aux
+
+    @property
+    def sizes(self) -> list[int]:
+        return [run.threat_model.auxiliary_images for run in self.runs]
+
+    def label(self, varying: Sequence[str] = ()) -> str:
+        return f"{self.setting.label(varying)}, depth {self.depth}"
+
+
+def aux_series(by_dataset: dict[str, list[Series]]) -> dict[str, list[AuxSeries]]:
+    """The depth series' auxiliary-data runs regrouped against aux size, by dataset: only lines with two sizes or more."""
+    lines: dict[tuple[InversionSetting, int], list[InversionRun]] = {}
+    for series in by_dataset.values():
+        for one in series:
+            if not one.setting.aux:
+                continue
+            for run in one.runs:
+                # The client trains on what aux leaves (unless told a size): that count follows aux, so it is no axis.
+                rest = one.setting.train_images + one.setting.aux == run.data.train_images
+                key = dataclasses.replace(one.setting, aux=0, train_images=0 if rest else one.setting.train_images)
+                lines.setdefault((key, run.victim.depth), []).append(run)
+    found: dict[str, list[AuxSeries]] = {}
+    for (setting, depth), runs in sorted(lines.items(), key=lambda item: (_setting_rank(item[0][0]), item[0][1])):
+        if len({run.threat_model.auxiliary_images for run in runs}) > 1:
+            ordered = tuple(sorted(runs, key=lambda run: run.threat_model.auxiliary_images))
+            found.setdefault(setting.dataset, []).append(AuxSeries(setting, depth, ordered))
+    return found
+
+
+HOLDS_MEANING = ("the attack's MSE is no lower than the dataset-mean image's and its SSIM no higher, on the targets and "
+                 "on the observed sample where there is one")
+"""What `defense_holds` decides, in words for the report."""
+
+
+def defense_holds(run: InversionRun) -> bool:
+    """Whether the defense of `run` holds against its attack: the one place of the rule (`HOLDS_MEANING` in words)."""
+    def held(evaluation: Evaluation) -> bool:
+        mean = evaluation.baselines.dataset_mean
+        return (evaluation.reconstruction.mean_mse >= mean.mean_mse
+                and evaluation.reconstruction.mean_ssim <= mean.mean_ssim)
+
+    return all(held(evaluation) for evaluation in run.evaluations)
 
 
 def _defense_order(run: InversionRun | LabelRun) -> tuple:
@@ -109,6 +200,7 @@ class DefenseGroup:
     """Runs of one setting and depth that differ only in the defense: the undefended one first, then by name and strength."""
 
     title: str
+    setting: InversionSetting | LabelSetting
     runs: tuple[InversionRun, ...] | tuple[LabelRun, ...]
 
     @property
@@ -147,12 +239,16 @@ def defense_groups(runs: Sequence[InversionRun | LabelRun]) -> tuple[list[Defens
         else:
             labels.setdefault(label_setting(run), []).append(run)
 
-    def groups(found: dict, title) -> list[DefenseGroup]:
-        return [DefenseGroup(title(key), tuple(sorted(members, key=_defense_order))) for key, members in sorted(found.items())
+    def defended(found: dict) -> list[tuple]:
+        """(key, its runs in order) of the keys that hold at least one defended run."""
+        return [(key, tuple(sorted(members, key=_defense_order))) for key, members in found.items()
                 if any(member.victim.defense != NO_DEFENSE for member in members)]
 
-    return (groups(inversion, lambda key: f"{title_of(key[0].dataset)}, depth {key[1]}, {key[0].attack_label}"),
-            groups(labels, lambda key: f"{title_of(key.dataset)}, depth {key.depth}, batch {key.batch_size}"))
+    by_attack = sorted(defended(inversion), key=lambda item: (_setting_rank(item[0][0]), item[0][1]))
+    return ([DefenseGroup(f"{title_of(setting.dataset)}, depth {depth}, {setting.label(THREAT)}", setting, members)
+             for (setting, depth), members in by_attack],
+            [DefenseGroup(f"{title_of(key.dataset)}, depth {key.depth}, batch {key.batch_size}", key, members)
+             for key, members in sorted(defended(labels))])
 
 
 def undefended_label_runs(runs: Sequence[InversionRun | LabelRun]) -> dict[str, list[LabelRun]]:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from unsplit_tf.defenses import named_defense
-from unsplit_tf.records import NO_DEFENSE, Baselines, DefenseSetting, LabelRun
-from unsplit_tf.reporting.grouping import DefenseGroup, Series, varying_fields
+from unsplit_tf.records import NO_DEFENSE, Baselines, DefenseSetting, ImageScores, LabelRun
+from unsplit_tf.reporting.grouping import AuxSeries, DefenseGroup, Series, observed_sample, varying_fields
 from unsplit_tf.reporting.reference import reference_figures
 
 BASELINE_TITLES = {"constant_grey": "grey 0.5 image", "uniform_random": "uniform noise", "dataset_mean": "dataset mean image"}
@@ -69,6 +69,30 @@ def baselines_line(series: Sequence[Series]) -> str:
     guesses = baselines_of(series[0].runs[0].headline.baselines)
     parts = [f"{BASELINE_TITLES[name]} MSE {number(mse)} / SSIM {number(ssim)}" for name, (mse, ssim) in guesses.items()]
     return "Guesses that use no leaked information, scored on the same targets: " + "; ".join(parts) + "."
+
+
+def scores_text(scores: ImageScores | None) -> str:
+    """"MEAN MSE / MEAN SSIM" of a set of images, "—" without one."""
+    return "—" if scores is None else f"{number(scores.mean_mse)} / {number(scores.mean_ssim)}"
+
+
+def aux_table(lines: Sequence[AuxSeries]) -> str:
+    """One row per aux size and line: the targets' scores, and those of the observed sample beside its own mean image."""
+    varying = varying_fields(lines)
+    headers = ["attack", "depth", "aux images", "client's training images", "MSE", "SSIM", "beats mean image",
+               "observed sample: MSE / SSIM", "its mean image: MSE / SSIM", "split accuracy", "clone accuracy"]
+    rows = []
+    for line in lines:
+        for run in line.runs:
+            head, observed = run.headline, observed_sample(run)
+            rows.append([
+                line.setting.label(varying), line.depth, f"{run.threat_model.auxiliary_images:,}",
+                f"{run.victim.training.samples:,}" if run.victim.training else "—", number(head.reconstruction.mean_mse),
+                number(head.reconstruction.mean_ssim), "yes" if head.beats_mean_image else "no",
+                scores_text(observed and observed.reconstruction), scores_text(observed and observed.baselines.dataset_mean),
+                percent(run.victim.test_accuracy), percent(run.clone and run.clone.clone_accuracy),
+            ])
+    return markdown_table(headers, rows)
 
 
 def label_table(run: LabelRun) -> str:
@@ -158,16 +182,21 @@ def strength_meanings(settings: Sequence[DefenseSetting]) -> str:
 
 
 def inversion_defense_table(group: DefenseGroup) -> str:
+    """One row per defense and strength; the observed sample's scores too where a run has one (SDAR)."""
+    observed = any(observed_sample(run) is not None for run in group.runs)
     rows = []
     for run in group.runs:
-        head, defense = run.headline, run.victim.defense
+        head, defense, sample = run.headline, run.victim.defense, observed_sample(run)
         polarity_mse, polarity_ssim = head.either_polarity
         rows.append([defense_name(defense), strength_text(defense), percent(run.victim.test_accuracy),
                      number(head.reconstruction.mean_mse), number(head.reconstruction.mean_ssim),
-                     f"{number(polarity_mse)} / {number(polarity_ssim)}", percent(run.clone and run.clone.clone_accuracy),
-                     number(run.distance_correlation), seconds(run.timings.total_seconds)])
-    return markdown_table(["defense", "strength", "split accuracy", "inversion MSE", "SSIM", "either polarity: MSE / SSIM",
-                           "stolen clone accuracy", "dCor(x, z)", "run time"], rows)
+                     f"{number(polarity_mse)} / {number(polarity_ssim)}"]
+                    + ([scores_text(sample and sample.reconstruction)] if observed else [])
+                    + [percent(run.clone and run.clone.clone_accuracy), number(run.distance_correlation),
+                       seconds(run.timings.total_seconds)])
+    return markdown_table(["defense", "strength", "split accuracy", "inversion MSE", "SSIM", "either polarity: MSE / SSIM"]
+                          + (["observed sample: MSE / SSIM"] if observed else [])
+                          + ["stolen clone accuracy", "dCor(x, z)", "run time"], rows)
 
 
 def _method(run: LabelRun, method_id: str):

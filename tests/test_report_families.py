@@ -1,0 +1,124 @@
+"""The report with several attack families: depth series per family and aux size, aux-size series, defense verdicts."""
+
+import json
+
+import pytest
+
+from fake_runs import inversion_run
+from unsplit_tf.records import DefenseSetting
+from unsplit_tf.reporting import aux_series, defense_groups, defense_holds, inversion_series, write_report
+from unsplit_tf.reporting.document import defense_verdicts
+from unsplit_tf.reporting.figures import depth_curves
+from unsplit_tf.store import ResultStore
+from unsplit_tf.sweep import InversionCell
+
+NOPEEK, NOISE = DefenseSetting("nopeek", 3.0), DefenseSetting("gaussian_noise", 0.5)
+
+
+def cell(depth: int, attack: str = "unsplit", aux: int = 0, defense: DefenseSetting = DefenseSetting(), **fields
+         ) -> InversionCell:
+    return InversionCell("f_mnist", "fake", depth, defense, attack=attack, aux=aux, targets=3, **fields)
+
+
+def store_of(tmp_path, runs) -> ResultStore:
+    store = ResultStore(tmp_path / "results")
+    for run in runs:
+        store.save(run)
+    return store
+
+
+def family_runs(sdar_sizes=(600, 6000)) -> list:
+    """UnSplit (batched and stream), SDAR at each of `sdar_sizes`, the inverse network at one size; depths 1 and 2."""
+    runs = []
+    for depth in (1, 2):
+        runs.append(inversion_run(cell(depth)))
+        runs.append(inversion_run(cell(depth, mode="stream"), observed_examples=1000))
+        runs += [inversion_run(cell(depth, "sdar", aux)) for aux in sdar_sizes]
+        runs.append(inversion_run(cell(depth, "inverse_network", 6000)))
+    return runs
+
+
+def test_depth_series_keep_aux_sizes_apart_and_their_labels_say_them():
+    (series,) = inversion_series(family_runs()).values()
+    labels = [one.label(["aux", "observations"]) for one in series]
+    assert labels == ["tuned/batched", "tuned/stream, 1000 observed", "sdar, aux 600", "sdar, aux 6000",
+                      "inverse_network, aux 6000"]
+    assert all(one.depths == [1, 2] for one in series)  # one run per depth: no aux size mixed into another's line
+    assert [run.threat_model.auxiliary_images for run in series[3].runs] == [6000, 6000]
+    mse, _ = depth_curves(series)  # one line per family and aux size, beside the mean image
+    drawn = [line.get_label() for line in mse.axes[0].get_lines()]
+    assert drawn == labels + ["guess: grey 0.5 image", "guess: dataset mean image"]
+
+
+def test_an_old_record_without_observed_examples_loads_and_groups_as_none_observed(tmp_path):
+    run = inversion_run(cell(2))
+    stored = run.to_dict()
+    del stored["threat_model"]["observed_examples"]  # what a record written before the field existed holds
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / f"{run.key}.json").write_text(json.dumps(stored))
+    (loaded,) = ResultStore(tmp_path).runs()
+    assert loaded.threat_model.observed_examples == 0
+    (series,) = inversion_series([loaded])["f_mnist"]
+    assert series.setting.observations == 0 and series.setting.aux == 0
+
+
+def test_the_aux_table_and_figure_appear_with_two_aux_sizes(tmp_path):
+    store = store_of(tmp_path, family_runs())
+    lines = aux_series(inversion_series(store.runs()))["f_mnist"]
+    assert [(line.label(), line.sizes) for line in lines] == [("sdar, depth 1", [600, 6000]), ("sdar, depth 2", [600, 6000])]
+    report = write_report(store).read_text()
+    section = report.split("### Auxiliary-data attacks by aux size")[1].split("\n## ")[0]
+    rows = [row for row in section.splitlines() if row.startswith("| sdar")]
+    # depth 1, aux 600: MSE 0.02 + 3/600 + 0.001; its observed sample half that, beside its own mean image
+    assert rows[0].startswith("| sdar | 1 | 600 | 59,400 | 0.026 | 0.974 | yes | 0.013 / 0.987 | 0.090 / 0.250 |")
+    assert len(rows) == 4 and "inverse_network" not in section  # one aux size: no line
+    assert (tmp_path / "results" / "f_mnist_by_aux_size.png").stat().st_size > 1000
+    assert "(f_mnist_by_aux_size.png)" in report
+
+
+def test_one_aux_size_draws_no_aux_series(tmp_path):
+    store = store_of(tmp_path, family_runs(sdar_sizes=(6000,)))
+    assert aux_series(inversion_series(store.runs())) == {}
+    report = write_report(store).read_text()
+    assert "by aux size" not in report and not (tmp_path / "results" / "f_mnist_by_aux_size.png").exists()
+    assert "| 1 | `layer1` | sdar, aux 6000 |" in report  # still in the depth table, aux said
+
+
+def test_the_holds_rule_needs_mse_no_lower_and_ssim_no_higher_on_every_evaluation():
+    # the fakes' dataset-mean image scores MSE 0.088 / SSIM 0.2 on the targets, 0.09 / 0.25 on SDAR's observed sample
+    assert defense_holds(inversion_run(cell(2), mse=0.088, ssim=0.2))  # as good as the mean image: nothing leaked beyond it
+    assert not defense_holds(inversion_run(cell(2), mse=0.2, ssim=0.3))  # worse MSE but more structure than the mean image
+    assert not defense_holds(inversion_run(cell(2), mse=0.05, ssim=0.1))
+    assert defense_holds(inversion_run(cell(2, "sdar", 6000), mse=0.2, ssim=0.1, observed=(0.2, 0.1)))
+    assert not defense_holds(inversion_run(cell(2, "sdar", 6000), mse=0.2, ssim=0.1, observed=(0.02, 0.8)))
+
+
+@pytest.fixture
+def defended():
+    """NoPeek 3 stops UnSplit but not SDAR; gaussian noise 0.5 stops neither (SDAR only on its observed sample)."""
+    runs = [inversion_run(cell(2)), inversion_run(cell(2, "sdar", 6000))]
+    runs += [inversion_run(cell(2, defense=NOPEEK), mse=0.2, ssim=0.1),
+             inversion_run(cell(2, "sdar", 6000, NOPEEK), mse=0.03),
+             inversion_run(cell(2, defense=NOISE), mse=0.05, ssim=0.1),
+             inversion_run(cell(2, "sdar", 6000, NOISE), mse=0.2, ssim=0.1, observed=(0.03, 0.7))]
+    return runs
+
+
+def test_each_defended_group_is_one_attack_family(defended):
+    groups, _ = defense_groups(defended)
+    assert [group.title for group in groups] == ["Fashion-MNIST, depth 2, tuned/batched", "Fashion-MNIST, depth 2, sdar, aux 6000"]
+    assert [{run.attack.family for run in group.runs} for group in groups] == [{"unsplit"}, {"sdar"}]
+
+
+def test_the_defense_verdicts_say_against_which_family_each_defense_holds(defended, tmp_path):
+    groups, _ = defense_groups(defended)
+    assert defense_verdicts(groups) == [
+        "**Fashion-MNIST, depth 2.** Gaussian noise 0.5 does not hold against UnSplit or SDAR. "
+        "Nopeek 3 holds against UnSplit but not against SDAR."]
+    both = [inversion_run(cell(2, defense=NOPEEK, preset="paper"), mse=0.3, ssim=0.05), inversion_run(cell(2, preset="paper"))]
+    groups, _ = defense_groups(defended + both)
+    assert "Nopeek 3 holds against UnSplit (paper/batched) and UnSplit (tuned/batched) but not against SDAR." \
+        in defense_verdicts(groups)[0]
+    report = write_report(store_of(tmp_path, defended)).read_text()
+    assert "Nopeek 3 holds against UnSplit but not against SDAR." in report.split("## Defenses at the cut")[1]
+    assert "| observed sample: MSE / SSIM |" in report  # the SDAR group's table shows what the rule also read
