@@ -257,3 +257,13 @@ def test_stream_cells_carry_their_observations_and_refuse_them_elsewhere():
     assert InversionCell("f_mnist", "tag", 3, mode="stream").key != cell.key
     with pytest.raises(ValueError, match="stream mode"):
         InversionCell("f_mnist", "tag", 3, mode="batched", observations=10)
+
+
+def test_a_presets_restarts_are_part_of_the_cell_key():
+    from unsplit_tf.attacks.inversion import preset
+    from unsplit_tf.sweep import InversionCell
+
+    assert preset("tuned").restarts == 3 and preset("paper").restarts == 1
+    assert "-r3-" in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # not the cells of one restart
+    parts = InversionCell("f_mnist", "tag", 2, preset="paper").key.split("-")
+    assert not any(part[0] == "r" and part[1:].isdigit() for part in parts)  # the keys of stored paper cells stand

@@ -161,6 +161,8 @@ class InversionCell:
         parts += [f"n{self.train_samples}"] if self.train_samples is not None else []
         parts += [f"aux{self.aux}"] if self.aux else []
         parts += [f"o{self.observations}"] if self.observations else []
+        restarts = preset(self.preset).restarts if self.attack == "unsplit" else 1
+        parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:
