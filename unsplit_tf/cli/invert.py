@@ -225,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
-    attack_bar = Progress((args.targets + observations) * getattr(config, "main_iters", 0), "round", label="attack")
+    rounds_in_all = (args.targets + observations) * getattr(config, "main_iters", 0) * getattr(config, "restarts", 1)
+    attack_bar = Progress(rounds_in_all, "round", label="attack")
     scalars, rounds = Scalars(board), [0]
 
     def on_round(report: RoundReport) -> None:
