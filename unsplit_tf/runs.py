@@ -283,7 +283,7 @@ def run_inversion(
     spec = VictimSpec() if victim is None else victim
     client_data, aux_x, aux_y, kept = _hold_out(data, spec, family, aux)
     client_rows = len(split_training_images(spec, client_data))
-    check_observations(family, config, observations, client_rows)
+    check_observations(family, getattr(config, "mode", None), observations, client_rows)
     environment, started = Environment.current(), time.perf_counter()
     watcher = None
     if family == "sdar":
@@ -366,14 +366,15 @@ def split_training_images(spec: VictimSpec | Split, client_data: Dataset) -> np.
     return client_data.x_train if isinstance(spec, Split) else _training_data(client_data, spec.train_samples).x_train
 
 
-def check_observations(family: str, config: Any, observations: int, client_rows: int) -> None:
-    """ValueError unless `observations` suits the attack and the client's training set (before any work)."""
+def check_observations(family: str, mode: str | None, observations: int, client_rows: int) -> None:
+    """ValueError unless `observations` suits the attack (its family and UnSplit's mode) and the client's
+    training set (before any work)."""
     at_least("observations", observations, 0)
     if not observations:
         return
-    if family != "unsplit" or config.mode != "stream":
+    if family != "unsplit" or mode != "stream":
         raise ValueError(f"observations={observations} needs the UnSplit attack in stream mode "
-                         f"(InversionConfig(mode='stream')), got {family!r}" + (f" in {config.mode} mode" if family == "unsplit" else ""))
+                         f"(InversionConfig(mode='stream')), got {family!r}" + (f" in {mode} mode" if family == "unsplit" else ""))
     if observations > client_rows:
         raise ValueError(f"observations {observations} is more than the {client_rows} training examples the client "
                          "sends in one epoch; pass at most that many")

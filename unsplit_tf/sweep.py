@@ -41,6 +41,7 @@ from unsplit_tf.runs import (
     TRAIN_ON_OBSERVED,
     VictimSpec,
     check_aux,
+    check_observations,
     run_inversion,
     run_label_inference,
 )
@@ -317,8 +318,7 @@ def _check_data(cell: Cell, datasets: Mapping[str, Dataset]) -> None:
         raise ValueError(f"asks for {cell.targets} targets but {cell.dataset} has {test} test images")
     if isinstance(cell, InversionCell):
         check_aux(data, cell.attack, cell.aux, cell.train_samples)
-        if cell.observations > (cell.train_samples or train):
-            raise ValueError(f"observes {cell.observations} training examples but the client trains on {cell.train_samples or train}")
+        check_observations(cell.attack, cell.mode, cell.observations, cell.train_samples or train)
     wanted = cell.train_samples if isinstance(cell.train_samples, int) and cell.train_samples > 0 else 0
     if isinstance(cell, LabelCell):
         wanted = max(wanted, cell.samples)
