@@ -52,7 +52,9 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert (out / "observed_grid.png").exists()
     saved = np.load(out / "reconstructions.npz")
     assert saved["observed_reconstructions"].shape == (20, 28, 28, 1) and len(set(saved["observed_indices"].tolist())) == 20
-    assert strict_json(out / "metrics.json")["threat_model"]["observed_examples"] == 20
+    record = strict_json(out / "metrics.json")
+    assert record["threat_model"]["observed_examples"] == 20
+    assert record["attack"]["preset"] == "stream" and "attack: stream preset" in stdout  # the flag picks the stream preset
 
 
 @pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),

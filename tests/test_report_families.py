@@ -1,5 +1,6 @@
 """The report with several attack families: depth series per family and aux size, aux-size series, defense verdicts."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from fake_runs import inversion_run
 from unsplit_tf.records import DefenseSetting
 from unsplit_tf.reporting import aux_series, defense_groups, defense_holds, inversion_series, write_report
+from unsplit_tf.reporting.grouping import varying_fields
 from unsplit_tf.reporting.document import defense_verdicts
 from unsplit_tf.reporting.figures import depth_curves
 from unsplit_tf.store import ResultStore
@@ -48,6 +50,13 @@ def test_depth_series_keep_aux_sizes_apart_and_their_labels_say_them():
     mse, _ = depth_curves(series)  # one line per family and aux size, beside the mean image
     drawn = [line.get_label() for line in mse.axes[0].get_lines()]
     assert drawn == labels + ["guess: grey 0.5 image", "guess: dataset mean image"]
+
+
+def test_one_and_three_restart_runs_of_a_preset_are_two_series_that_say_so():
+    three = inversion_run(cell(2))
+    one = dataclasses.replace(three, attack=dataclasses.replace(three.attack, config={**three.attack.config, "restarts": 1}))
+    series = inversion_series([three, one])["f_mnist"]
+    assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched, 1 restart", "tuned/batched"]
 
 
 def test_an_old_record_without_observed_examples_loads_and_groups_as_none_observed(tmp_path):

@@ -16,6 +16,8 @@ TARGETS = 10
 """Attacked test images, taken class by class (10: the first test image of each class, as the authors)."""
 PRESET = "tuned"
 """The strongest data-oblivious inversion preset; "paper" reproduces the authors exactly."""
+STREAM_PRESET = "stream"
+"""The preset `--observations` takes unless one is named: `tuned` retuned for minibatches of the observation stream."""
 MODE = "batched"
 AUX = 6000
 """Auxiliary images an auxiliary-data attack (SDAR, inverse network) is given: a tenth of Fashion-MNIST's training set."""

@@ -3,7 +3,7 @@
     unsplit-tf invert --dataset f_mnist --depth 2            # the strongest preset ("tuned")
     unsplit-tf invert --dataset f_mnist --depth 6 --attack sdar --aux 6000   # SDAR alongside training
     unsplit-tf invert --dataset f_mnist --depth 2 --quick    # a one-minute demonstration
-    unsplit-tf invert --dataset f_mnist --depth 3 --observations 1000   # the whole stream, one clone
+    unsplit-tf invert --dataset f_mnist --depth 3 --observations 1000   # the whole stream, one clone (stream preset)
     unsplit-tf invert --preset paper                         # the authors' defaults, exactly
     unsplit-tf invert --dataset cifar --data-dir DIR --model my.keras --layer block1_pool
 
@@ -84,8 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inverse_network (query-free, after training)")
     parser.add_argument("--aux", type=int, metavar="N",
                         help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {defaults.AUX})")
-    parser.add_argument("--preset", default=defaults.PRESET, choices=list(PRESETS),
-                        help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; paper: the authors' exactly)")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
+                             "--observations; paper: the authors' exactly)")
     for name, kind in CONFIG_FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"set the preset's {name}")
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
@@ -145,7 +146,7 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
     given += [name for name in ("lr", "box", "mode", "prior", "stream_batch", "tensorboard", "observations")
               if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
-    given += ["preset"] if args.preset != defaults.PRESET else []
+    given += ["preset"] if args.preset is not None else []
     return ["--" + name.replace("_", "-") for name in given]
 
 
@@ -177,6 +178,8 @@ def check_flags(args: argparse.Namespace) -> None:
             raise CliError(f"--observations attacks in stream mode; drop --mode {args.mode} (or pass --mode stream)")
     if args.box and args.no_box:
         raise CliError("give --box or --no-box, not both")
+    if args.preset is None:
+        args.preset = defaults.STREAM_PRESET if args.observations else defaults.PRESET
 
 
 def default_out(args: argparse.Namespace) -> Path:

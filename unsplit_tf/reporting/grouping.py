@@ -15,7 +15,7 @@ DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-
 FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
-VARYING = ("budget", "epochs", "seed", "targets", "aux", "observations")
+VARYING = ("budget", "restarts", "epochs", "seed", "targets", "aux", "observations")
 """The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
 THREAT = ("aux", "observations")
 """The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
@@ -43,6 +43,7 @@ class InversionSetting:
     train_images: int  # the client's training images (for an auxiliary-data family: those left once aux is held out)
     aux: int  # labelled auxiliary images the server holds (0: none)
     observations: int  # training examples a stream-mode attack read (0: only the targets')
+    restarts: int = 1  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
 
     @property
     def attack_label(self) -> str:
@@ -50,12 +51,19 @@ class InversionSetting:
                 else f"{self.family} {self.preset}")
         return name if self.mode == NOT_APPLICABLE else f"{name}/{self.mode}"
 
+    @property
+    def _preset_restarts(self) -> int | None:
+        """The restarts the preset's name stands for, so a label names them only where a run changed them."""
+        return PRESETS[self.preset].restarts if self.family == "unsplit" and self.preset in PRESETS else None
+
     def details(self, varying: Sequence[str]) -> list[str]:
         """Those of the `varying` parameters (names of `VARYING`) that apply to this attack, as words."""
         extras = {"budget": None if self.budget == NOT_APPLICABLE else self.budget, "epochs": f"{self.epochs} epochs",
                   "seed": f"seed {self.seed}", "targets": f"{self.targets} targets",
                   "aux": f"aux {self.aux}" if self.aux else None,
-                  "observations": f"{self.observations} observed" if self.observations else None}
+                  "observations": f"{self.observations} observed" if self.observations else None,
+                  "restarts": None if self.family != "unsplit" or self.restarts == self._preset_restarts
+                  else f"{self.restarts} restart" + "s" * (self.restarts != 1)}
         return [text for name in varying if (text := extras[name]) is not None]
 
     def label(self, varying: Sequence[str] = ()) -> str:
@@ -82,7 +90,7 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         run.data.name, run.data.fingerprint, run.victim.model.label, run.attack.family, run.attack.preset or NOT_APPLICABLE,
         mode, budget, training.epochs if training else 0, training.seed if training else getattr(config, "seed", 0),
         len(run.headline.targets.indices), training.samples if training else run.data.train_images,
-        run.threat_model.auxiliary_images, run.threat_model.observed_examples)
+        run.threat_model.auxiliary_images, run.threat_model.observed_examples, getattr(config, "restarts", 1))
 
 
 @dataclass(frozen=True)
