@@ -112,6 +112,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tensorboard", type=Path, metavar="DIR", help="also write the matching loss per round as TensorBoard scalars")
 
 
+def chosen_preset(args: argparse.Namespace) -> str:
+    """The preset named by --preset; otherwise the stream preset with --observations, the strongest without."""
+    return args.preset or (defaults.STREAM_PRESET if args.observations else defaults.PRESET)
+
+
 def attack_config(args: argparse.Namespace):
     """The preset with every flag the user gave applied on top (validated by the config: ValueError);
     an auxiliary-data family's default config, with the seed."""
@@ -137,7 +142,7 @@ def attack_config(args: argparse.Namespace):
         changes["mode"] = args.mode
     elif args.observations:
         changes["mode"] = "stream"
-    return preset(args.preset).replace(seed=args.seed, **changes)
+    return preset(chosen_preset(args)).replace(seed=args.seed, **changes)
 
 
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
@@ -178,14 +183,12 @@ def check_flags(args: argparse.Namespace) -> None:
             raise CliError(f"--observations attacks in stream mode; drop --mode {args.mode} (or pass --mode stream)")
     if args.box and args.no_box:
         raise CliError("give --box or --no-box, not both")
-    if args.preset is None:
-        args.preset = defaults.STREAM_PRESET if args.observations else defaults.PRESET
 
 
 def default_out(args: argparse.Namespace) -> Path:
     cut = args.layer or f"depth{defaults.DEPTH if args.depth is None else args.depth}"
     cut = cut if args.architecture == "reference" else f"{args.architecture}_{cut}"
-    name = args.preset if args.attack == "unsplit" else f"{args.attack}_aux{args.aux}"
+    name = chosen_preset(args) if args.attack == "unsplit" else f"{args.attack}_aux{args.aux}"
     return Path("runs") / f"invert_{canonical_name(args.dataset)}_{cut}_{name}"
 
 
@@ -222,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     observations = args.observations or 0
     if args.attack == "unsplit":
         seen = f" + the last {observations} training examples observed" if observations else ""
-        print(f"attack: {args.preset} preset, {config.mode}, {args.targets} targets{seen}, "
+        print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
               f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
     else:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
@@ -241,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, observations=observations,
                                 targets=args.targets, model_source=source,
-                                preset=args.preset if args.attack == "unsplit" else None,
+                                preset=chosen_preset(args) if args.attack == "unsplit" else None,
                                 cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
                                 on_round=on_round)
     finally:
