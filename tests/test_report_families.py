@@ -8,8 +8,8 @@ import pytest
 from fake_runs import inversion_run
 from unsplit_tf.records import DefenseSetting
 from unsplit_tf.reporting import aux_series, defense_groups, defense_holds, inversion_series, write_report
-from unsplit_tf.reporting.grouping import varying_fields
 from unsplit_tf.reporting.document import defense_verdicts
+from unsplit_tf.reporting.grouping import varying_fields
 from unsplit_tf.reporting.figures import depth_curves
 from unsplit_tf.store import ResultStore
 from unsplit_tf.sweep import InversionCell

@@ -43,7 +43,7 @@ class InversionSetting:
     train_images: int  # the client's training images (for an auxiliary-data family: those left once aux is held out)
     aux: int  # labelled auxiliary images the server holds (0: none)
     observations: int  # training examples a stream-mode attack read (0: only the targets')
-    restarts: int = 1  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
+    restarts: int  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
 
     @property
     def attack_label(self) -> str:
@@ -52,9 +52,9 @@ class InversionSetting:
         return name if self.mode == NOT_APPLICABLE else f"{name}/{self.mode}"
 
     @property
-    def _preset_restarts(self) -> int | None:
-        """The restarts the preset's name stands for, so a label names them only where a run changed them."""
-        return PRESETS[self.preset].restarts if self.family == "unsplit" and self.preset in PRESETS else None
+    def _restarts_changed(self) -> bool:
+        """Whether an UnSplit run's restarts differ from what its preset's name stands for (a label names them then)."""
+        return self.family == "unsplit" and (self.preset not in PRESETS or self.restarts != PRESETS[self.preset].restarts)
 
     def details(self, varying: Sequence[str]) -> list[str]:
         """Those of the `varying` parameters (names of `VARYING`) that apply to this attack, as words."""
@@ -62,8 +62,7 @@ class InversionSetting:
                   "seed": f"seed {self.seed}", "targets": f"{self.targets} targets",
                   "aux": f"aux {self.aux}" if self.aux else None,
                   "observations": f"{self.observations} observed" if self.observations else None,
-                  "restarts": None if self.family != "unsplit" or self.restarts == self._preset_restarts
-                  else f"{self.restarts} restart" + "s" * (self.restarts != 1)}
+                  "restarts": f"{self.restarts} restart" + "s" * (self.restarts != 1) if self._restarts_changed else None}
         return [text for name in varying if (text := extras[name]) is not None]
 
     def label(self, varying: Sequence[str] = ()) -> str:
