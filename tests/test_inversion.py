@@ -132,6 +132,21 @@ def test_total_variation_is_the_authors_squared_mean_per_direction():
     np.testing.assert_allclose(total_variation(batch).numpy(), [2 / 8 + 2 / 9, 0.0], rtol=1e-6)
 
 
+def test_total_variation_gradient_is_the_derivative_of_its_definition(rng):
+    images = tf.constant(rng.random((3, 5, 6, 2)), tf.float32)
+    weights = tf.constant([1.0, -2.0, 0.5])
+
+    def by_slices(x):
+        down = tf.reduce_mean(tf.square(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
+        return down + tf.reduce_mean(tf.square(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(images)
+        written, reference = (tf.reduce_sum(weights * tv(images)) for tv in (total_variation, by_slices))
+    np.testing.assert_allclose(written.numpy(), reference.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(tape.gradient(written, images).numpy(), tape.gradient(reference, images).numpy(), atol=1e-6)
+
+
 def test_paper_defaults():
     paper = preset("paper")
     assert (paper.main_iters, paper.input_iters, paper.model_iters) == (1000, 100, 100)
