@@ -46,17 +46,15 @@ def conv2d(inputs: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
 
 
 def input_gradient(upstream: tf.Tensor, kernel: tf.Tensor, padding: str) -> tf.Tensor:
-    """d(loss)/d(inputs) of a stride-1 conv, from d(loss)/d(outputs) `upstream` (NHWC).
+    """d(loss)/d(inputs) of a stride-1 conv of one input channel, from d(loss)/d(outputs) `upstream` (NHWC).
 
-    It is the full correlation of `upstream` with the spatially flipped kernel, summed over the
-    conv's output channels: a depthwise convolution with a channel multiplier of the input channels.
+    It is the full correlation of `upstream` with the spatially flipped kernel, summed over the conv's
+    output channels: a depthwise convolution (it pads inside, cheaper than a separate pad) and a sum.
     """
-    height, width, channels_in, channels_out = kernel.shape
+    height, width = kernel.shape[:2]
     pads = [[0, 0], _gradient_pad(height, padding), _gradient_pad(width, padding), [0, 0]]
-    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # (h, w, out, in)
-    per_pair = tf.nn.depthwise_conv2d(tf.pad(upstream, pads), flipped, [1, 1, 1, 1], "VALID")
-    shape = tf.concat([tf.shape(per_pair)[:3], [channels_out, channels_in]], 0)
-    return tf.reduce_sum(tf.reshape(per_pair, shape), axis=3)
+    flipped = tf.transpose(tf.reverse(kernel, [0, 1]), [0, 1, 3, 2])  # (h, w, out, 1)
+    return tf.reduce_sum(tf.nn.depthwise_conv2d(upstream, flipped, [1, 1, 1, 1], pads), axis=3, keepdims=True)
 
 
 def _gradient_pad(size: int, padding: str) -> list[int]:
