@@ -544,8 +544,8 @@ def _fold_input_affine(clone: keras.Model, scale: float, shift: float) -> bool:
     if first.use_bias:
         first.bias.assign(first.bias - offset)
     elif shift:
-        norm = _sole_reader(clone, first)
-        if not isinstance(norm, keras.layers.BatchNormalization) or _positive_axes(norm.axis, len(first.output.shape)) != [len(first.output.shape) - 1]:
+        norm, rank = _sole_reader(clone, first), len(first.output.shape)
+        if not isinstance(norm, keras.layers.BatchNormalization) or _positive_axes(norm.axis, rank) != [rank - 1]:
             return False
         norm.moving_mean.assign(norm.moving_mean + offset)
     kernel.assign(kernel / scale)
