@@ -264,13 +264,13 @@ def test_the_batch_norm_residual_model_leaks_through_its_first_block():
 
 
 def test_the_prior_flips_an_inverted_solution_and_the_clone_with_it():
-    from unsplit_tf.attacks.inversion.unsplit import _flip_polarity
+    from unsplit_tf.attacks.inversion.unsplit import _apply_prior
 
     keras.utils.set_random_seed(1)
     client = split_model(mnist_net(), depth=1).client  # valid convolution: the flip is exact
     images = smooth_images(3)
     clone = clone_architecture(client, seed=0)
     before = clone(1.0 - images)
-    flipped = _flip_polarity(clone, 1.0 - images, preset("tuned"))
+    flipped = _apply_prior(clone, 1.0 - images, preset("tuned").replace(prior="dark_background"))
     np.testing.assert_allclose(flipped, images, atol=1e-6)
     np.testing.assert_allclose(clone(flipped), before, atol=1e-4)

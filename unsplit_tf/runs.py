@@ -301,6 +301,8 @@ def run_inversion(
     interrupted, sampled, stream = deployed.interrupted, None, None
     if family == "unsplit":
         seen_rows, seen = _observed_stream(watcher, split.client, client_data, observations, config.seed)
+        # the targets (and a given Split's draw) are observed in inference mode; the watcher's rows, most of them, in training
+        config = config.replace(observed_in="training" if isinstance(watcher, LastEpochObservations) else "inference")
         result = _attack(deployed.known_client, tf.concat([observed, seen], 0), config, on_round)
         attacked = result.rounds_run[: len(chosen)] > 0
         if not attacked.any():

@@ -69,6 +69,7 @@ CONFIG_FLAGS = {
     "model_lr": finite_float,
     "patience": int,
     "restarts": int,
+    "polish_iters": int,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
