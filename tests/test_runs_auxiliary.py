@@ -32,7 +32,7 @@ def data() -> Dataset:
 
 
 def test_sdar_alongside_training_beats_the_mean_image_and_records_its_threat_model(data, tmp_path):
-    # Measured (seed 0): MSE 0.022 / SSIM 0.44 against the mean image's 0.035 / 0.25, in about 10 s on 2 cores.
+    # Measured (seed 0, SDARConfig's defaults beyond SDAR): MSE 0.019 / SSIM 0.45 against the mean image's 0.035 / 0.25.
     training = TrainConfig(epochs=4, batch_size=10)
     outcome = run_inversion(data, SDARConfig(batch_size=32, decoder_lr=2e-3), victim=VictimSpec(depth=1, training=training), aux=100,
                             cache_dir=tmp_path)

@@ -37,8 +37,9 @@ def tiny_net() -> keras.Model:
     return keras.Model(inputs, layers.Dense(3, name="logits")(x))
 
 
-# Measured on this data (seed 0, 64 steps): test MSE 0.0116 and SSIM 0.85 against the dataset mean's 0.023 / 0.08;
-# without the cycle term (lambda_cycle=0, SDAR as published) about 0.023 / 0.20 at this tiny budget.
+# Measured on this data (seed 0, 64 steps), with the config's defaults beyond SDAR (MMD, decoder noise, SSIM term):
+# test MSE 0.0047 and SSIM 0.90 against the dataset mean's 0.023 / 0.08; without them 0.0116 / 0.85; without the
+# cycle term 0.0084 / 0.75.
 FAST = SDARConfig(batch_size=32, decoder_lr=1e-2, lambda_decoder=0.0, lambda_cycle=0.03, decoder_width=16, critic_width=8)
 
 
@@ -67,7 +68,7 @@ def test_decoder_beats_the_no_information_baselines(trained):
     scores = reconstruction_scores(targets, result.reconstruct(split.client(targets)))
     train_x, _ = blob_data(256, seed=1)
     baselines = baseline_scores(targets, mean_image=train_x.mean(axis=0))
-    assert scores.mean_mse < 0.65 * baselines["dataset_mean"].mean_mse
+    assert scores.mean_mse < 0.4 * baselines["dataset_mean"].mean_mse  # 0.21 measured; 0.51 without the defaults beyond SDAR
     assert scores.mean_mse < 0.2 * baselines["constant_0.5"].mean_mse
     assert scores.mean_ssim > baselines["dataset_mean"].mean_ssim + 0.2
 
@@ -147,7 +148,7 @@ def test_bad_aux_data_and_observations_are_refused():
     with pytest.raises(ValueError, match="the server predicts 3 classes"):
         SDARAttack(split.client, split.server, aux_x, aux_y + 5)
     with pytest.raises(ValueError, match="set lambda_simulator or lambda_mmd > 0, or pass aux_y"):
-        SDARAttack(split.client, split.server, aux_x, None, SDARConfig(lambda_simulator=0.0))
+        SDARAttack(split.client, split.server, aux_x, None, SDARConfig(lambda_simulator=0.0, lambda_mmd=0.0))
     with pytest.raises(ValueError, match="pass the server of the same split"):
         SDARAttack(split.client, split_model(tiny_net(), layer="pool").server, aux_x, aux_y)
     attack = SDARAttack(split.client, split.server, aux_x, aux_y, FAST)
