@@ -351,8 +351,7 @@ def _polish(view: keras.Model, reconstructions: np.ndarray, observed: tf.Tensor,
 
     def gradients(x: tf.Tensor, z: tf.Tensor) -> list[tf.Tensor]:
         if replicas > 1:
-            first = tf.distribute.get_replica_context().replica_id_in_sync_group * (size // replicas)
-            x, z = x[first : first + size // replicas], z[first : first + size // replicas]
+            x, z = _replica_slice(x, replicas), _replica_slice(z, replicas)
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(tf.square(view(x, training=False) - z)) / tf.cast(tf.size(z) * replicas, tf.float32)
         return tape.gradient(loss, optimizer.variables)
@@ -382,6 +381,13 @@ def uses_xla(config: InversionConfig, batch: int) -> bool:
     if config.jit_compile is not None:
         return config.jit_compile
     return bool(tf.config.list_logical_devices("GPU")) or batch < XLA_CPU_MAX_BATCH
+
+
+def _replica_slice(tensor: tf.Tensor, replicas: int) -> tf.Tensor:
+    """This replica's contiguous slice of a tensor whose rows split evenly over `replicas`."""
+    size = tensor.shape[0] // replicas
+    first = tf.distribute.get_replica_context().replica_id_in_sync_group * size
+    return tensor[first : first + size]
 
 
 class _RoundEngine:
@@ -432,7 +438,7 @@ class _RoundEngine:
         x_hat, group = tf.convert_to_tensor(self.x_hat), self.x_hat.shape[0]
 
         def shard_gradient():
-            x, z = self._shard(x_hat), self._shard(observed)
+            x, z = _replica_slice(x_hat, self.replicas), _replica_slice(observed, self.replicas)
             with tf.GradientTape() as tape:
                 tape.watch(x)
                 loss = tf.reduce_sum(self._objective(x, z)[0]) / group
@@ -450,17 +456,12 @@ class _RoundEngine:
 
         def shard_gradients():
             with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(self._objective(self._shard(x_hat), self._shard(observed))[1]) / group
+                shard = [_replica_slice(tensor, self.replicas) for tensor in (x_hat, observed)]
+                loss = tf.reduce_sum(self._objective(*shard)[1]) / group
             return tape.gradient(loss, variables)
 
         summed = self.strategy.reduce(tf.distribute.ReduceOp.SUM, self.strategy.run(shard_gradients), axis=None)
         return list(summed)
-
-    def _shard(self, tensor: tf.Tensor) -> tf.Tensor:
-        """This replica's contiguous slice of a group-sized tensor."""
-        size = tensor.shape[0] // self.replicas
-        first = tf.distribute.get_replica_context().replica_id_in_sync_group * size
-        return tensor[first : first + size]
 
     @tf.autograph.experimental.do_not_convert
     def _round(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
