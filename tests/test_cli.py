@@ -97,8 +97,12 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert attack_config(parse("invert", [])) == PRESETS["tuned"].replace(seed=0)
     paper = attack_config(parse("invert", ["--preset", "paper"]))
     assert paper == PRESETS["paper"] and (paper.lambda_l2, paper.main_iters, paper.box) == (1.0, 1000, None)
-    assert attack_config(parse("invert", ["--observations", "10"])) == PRESETS["stream"].replace(seed=0)  # the stream's own
-    assert attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"])) == PRESETS["tuned"].replace(mode="stream")
+    stream = PRESETS["stream"].replace(seed=0, prior="black_background")  # the stream's own, with the data's prior
+    assert attack_config(parse("invert", ["--observations", "10"])) == stream
+    tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
+    assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")
+    assert attack_config(parse("invert", ["--observations", "10", "--prior", "none"])).prior == "none"  # named: kept
+    assert attack_config(parse("invert", ["--observations", "10", "--dataset", "cifar"])).prior == "none"  # photographs
 
 
 def test_labels_defaults_to_the_data_that_ships():

@@ -55,6 +55,15 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     record = strict_json(out / "metrics.json")
     assert record["threat_model"]["observed_examples"] == 20
     assert record["attack"]["preset"] == "stream" and "attack: stream preset" in stdout  # the flag picks the stream preset
+    assert record["attack"]["config"]["prior"] == "black_background"  # Fashion-MNIST's pictures: objects on black
+    assert "objects on black" in record["threat_model"]["image_prior"]
+
+
+def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(common, capsys):
+    code, stdout, err = run_verb("benchmark", ["--only", "stream_result", common[0], common[1], "--observations", "20",
+                                               "--depth", "1"], capsys)
+    assert code == 0, err
+    assert "20 observations" in stdout and "image-steps/s" in stdout and "stolen clone" in stdout
 
 
 @pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),

@@ -12,15 +12,16 @@ from tests.models_for_tests import batch_norm_residual_model
 TINY = InversionConfig(main_iters=4, input_iters=10, model_iters=10)
 
 
-def smooth_images(n: int, seed: int = 1) -> np.ndarray:
+def smooth_images(n: int, seed: int = 1, centres: tuple[float, float] = (6, 22), widths: tuple[float, float] = (3, 6),
+                  gain: float = 1.0) -> np.ndarray:
     """Blurry blobs on black: image-like inputs whose structure an inversion can find."""
     rng = np.random.default_rng(seed)
     rows, cols = np.mgrid[0:28, 0:28]
     images = np.zeros((n, 28, 28, 1), np.float32)
     for i in range(n):
         for _ in range(2):
-            r, c, width = rng.uniform(6, 22), rng.uniform(6, 22), rng.uniform(3, 6)
-            images[i, ..., 0] += np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * width**2))
+            r, c, width = rng.uniform(*centres), rng.uniform(*centres), rng.uniform(*widths)
+            images[i, ..., 0] += gain * np.exp(-((rows - r) ** 2 + (cols - c) ** 2) / (2 * width**2))
     return np.clip(images, 0, 1)
 
 

@@ -19,6 +19,17 @@ PRESET = "tuned"
 STREAM_PRESET = "stream"
 """The preset `--observations` takes unless one is named: `tuned` retuned for minibatches of the observation stream."""
 MODE = "batched"
+IMAGE_PRIORS = {"mnist": "black_background", "f_mnist": "black_background"}
+"""What UnSplit's stream mode assumes about a dataset's pictures unless a prior is named: MNIST's and Fashion-MNIST's
+are objects on black that reach white (their training sets: the frames' median pixel 0, the 99th percentile 0.99);
+CIFAR-10's photographs have no such prior. Without it the stream attack's pictures fade to grey (docs/ALGORITHMS.md)."""
+
+
+def image_prior(dataset: str, mode: str) -> str:
+    """The prior an UnSplit attack in `mode` takes on `dataset` (a canonical name) when none is named."""
+    return IMAGE_PRIORS.get(dataset, "none") if mode == "stream" else "none"
+
+
 AUX = 6000
 """Auxiliary images an auxiliary-data attack (SDAR, inverse network) is given: a tenth of Fashion-MNIST's training set."""
 SWEEP_BUDGET = (100, 100, 100)

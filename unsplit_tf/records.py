@@ -204,6 +204,7 @@ class ThreatModel(Record):
     auxiliary_labels: whether those come with labels.
     known_labels: how many labels of observed examples the server is told (side knowledge).
     observed_examples: training examples whose smashed data the attack read (stream mode; 0: only the targets').
+    image_prior: what the attack assumes about the pictures ("" for nothing).
     """
 
     name: str
@@ -213,6 +214,7 @@ class ThreatModel(Record):
     auxiliary_labels: bool = False
     known_labels: int = 0
     observed_examples: int = 0
+    image_prior: str = ""
 
     def summary(self) -> str:
         parts = [self.name, "knows the client's architecture" if self.knows_architecture else "architecture unknown",
@@ -224,6 +226,8 @@ class ThreatModel(Record):
             parts.append(f"is told {self.known_labels} labels")
         if self.observed_examples:
             parts.append(f"attacks the smashed data of {self.observed_examples} training examples with one clone")
+        if self.image_prior:
+            parts.append(f"assumes {self.image_prior}")
         return ", ".join(parts)
 
 

@@ -28,6 +28,7 @@ from unsplit_tf.attacks.inversion import (
     InverseNetworkConfig,
     InversionConfig,
     InversionResult,
+    PRIOR_ASSUMPTIONS,
     RoundReport,
     SDARAttack,
     SDARConfig,
@@ -317,6 +318,7 @@ def run_inversion(
         reconstructions, clone, interrupted = result.reconstructions, result.clone, result.interrupted
         steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
         threat = _stream_threat(observations, isinstance(spec, Split)) if observations else DATA_OBLIVIOUS
+        threat = dataclasses.replace(threat, image_prior=PRIOR_ASSUMPTIONS.get(config.prior, ""))
     else:
         result = (watcher.attack.result() if watcher is not None
                   else query_free_attack(deployed.known_client, split.server, aux_x, aux_y, config))

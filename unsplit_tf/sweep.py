@@ -518,6 +518,7 @@ class CellRunner:
         else:
             budget = dataclasses.asdict(cell.budget)
             config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget), cell.preset
+            config = config.replace(prior=defaults.image_prior(cell.dataset, cell.mode))
         options: dict[str, Any] = {"preset": name, "targets": cell.targets, "cache_dir": self.cache_dir, "aux": cell.aux,
                                    "observations": cell.observations,
                                    "on_epoch": self.on_epoch, "on_round": self.on_round}

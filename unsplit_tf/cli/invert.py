@@ -93,8 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
     parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
     parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
-    parser.add_argument("--prior", choices=PRIORS, help="how to pick x_hat's polarity, which a linear first layer hides "
-                                                         "(dark_background: the frame is darker than the object)")
+    parser.add_argument("--prior", choices=PRIORS, help="what the attack assumes about the pictures, which a linear first "
+                        "layer cannot tell apart from affine changes of them: black_background (objects on black that "
+                        "reach white: the intensities are pinned after every round; the default in stream mode on "
+                        f"{' and '.join(defaults.IMAGE_PRIORS)}), dark_background (only flips x_hat if its frame is "
+                        "brighter), none")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -143,7 +146,10 @@ def attack_config(args: argparse.Namespace):
         changes["mode"] = args.mode
     elif args.observations:
         changes["mode"] = "stream"
-    return preset(chosen_preset(args)).replace(seed=args.seed, **changes)
+    config = preset(chosen_preset(args)).replace(seed=args.seed, **changes)
+    if args.prior is None:
+        config = config.replace(prior=defaults.image_prior(canonical_name(args.dataset), config.mode))
+    return config
 
 
 def unsplit_flags(args: argparse.Namespace) -> list[str]:

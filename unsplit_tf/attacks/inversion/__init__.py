@@ -7,6 +7,7 @@ from the cut-layer activations and the client's architecture alone).
 from unsplit_tf.attacks.inversion.unsplit import (
     MODES,
     PRESETS,
+    PRIOR_ASSUMPTIONS,
     PRIORS,
     XLA_CPU_MAX_BATCH,
     InversionConfig,
@@ -23,6 +24,7 @@ from unsplit_tf.attacks.inversion.unsplit import (
 __all__ = [
     "MODES",
     "PRESETS",
+    "PRIOR_ASSUMPTIONS",
     "PRIORS",
     "XLA_CPU_MAX_BATCH",
     "InversionConfig",

@@ -28,7 +28,12 @@ from unsplit_tf.optim import ResettableAdam
 from unsplit_tf.split import clone_architecture
 
 MODES = ("batched", "sequential", "stream")
-PRIORS = ("none", "dark_background")
+PRIORS = ("none", "dark_background", "black_background")
+PRIOR_ASSUMPTIONS = {
+    "dark_background": "the pictures' frames are darker than their objects",
+    "black_background": "the pictures are objects on black that reach white",
+}
+"""What each prior assumes about the pictures, for the record's threat model."""
 OBSERVED_IN = ("training", "inference")
 
 
@@ -280,7 +285,7 @@ def _attack(client_architecture, observed, config, seed, on_round) -> InversionR
         stream = _StreamEngine(engine, observed, seed)
         reconstructions = stream.x_all
         try:
-            stopped_early[:] = _optimise(stream, observed, tuple(range(n_targets)), config, on_round, matching, objective)
+            stopped_early[:] = _optimise(stream, observed, tuple(range(n_targets)), config, on_round, matching, objective, clone)
             finished[:] = True
         except KeyboardInterrupt:
             interrupted = True
@@ -291,7 +296,7 @@ def _attack(client_architecture, observed, config, seed, on_round) -> InversionR
             for first in range(0, n_targets, group):
                 targets = tuple(range(first, first + group))
                 engine.restart()
-                early = _optimise(engine, observed[first : first + group], targets, config, on_round, matching, objective)
+                early = _optimise(engine, observed[first : first + group], targets, config, on_round, matching, objective, clone)
                 reconstructions[first : first + group] = engine.x_hat.numpy()
                 finished[list(targets)], stopped_early[list(targets)] = True, early
         except KeyboardInterrupt:
@@ -316,11 +321,13 @@ def _attack(client_architecture, observed, config, seed, on_round) -> InversionR
     )
 
 
-def _optimise(engine, observed, targets, config, on_round, matching, objective) -> bool:
+def _optimise(engine, observed, targets, config, on_round, matching, objective, clone) -> bool:
     """Run up to `main_iters` rounds on one group of targets; True if it stopped early."""
     best, stale = np.inf, 0
     for round_index in range(1, config.main_iters + 1):
         input_loss, matching_loss = (t.numpy() for t in engine.round(observed))
+        if config.prior == "black_background":
+            engine.images.assign(_pin_intensities(clone, engine.images.numpy(), config))
         for position, target in enumerate(targets):
             matching[target] = np.append(matching[target], matching_loss[position])
             objective[target] = np.append(objective[target], input_loss[position])
@@ -408,6 +415,11 @@ class _RoundEngine:
             self.input_optimizer = ResettableAdam([self.x_hat], config.input_lr)
             self.model_optimizer = ResettableAdam(self.clone.trainable_variables, config.model_lr)
         self.round = tf.function(self._round, jit_compile=jit)
+
+    @property
+    def images(self) -> tf.Variable:
+        """x_hat of the group being attacked."""
+        return self.x_hat
 
     def restart(self) -> None:
         """Fresh x_hat and fresh optimisers (the clone carries over), as the authors' code does per target."""
@@ -506,6 +518,11 @@ class _StreamEngine:
         self.rng = np.random.default_rng(restart_seed(seed, 1 << 20))
         self.epoch = tf.function(self._epoch, jit_compile=False)
 
+    @property
+    def images(self) -> tf.Variable:
+        """x_hat of every observation."""
+        return self.x_all
+
     def round(self, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         n, group = observed.shape[0], self.engine.x_hat.shape[0]
         order = self.rng.permutation(n)
@@ -525,24 +542,56 @@ class _StreamEngine:
                                           tf.concat([objective, matching], 0))
 
 
-BORDER = 2  # pixels of each image's frame that the background prior looks at
+BORDER = 2  # pixels of each image's frame that the background priors look at
+WHITE_QUANTILE = 0.99  # black_background: this quantile of the pixels is white (F-MNIST's training set: 0.992, MNIST's: 0.996)
+MIN_CONTRAST = 0.1  # black_background: below this spread x_hat holds no picture yet, and is left alone
+
+
+def _frame(images: np.ndarray) -> np.ndarray:
+    """The pixels of every image's frame, `BORDER` wide."""
+    frame = np.ones(images.shape[1:3], bool)
+    frame[BORDER:-BORDER, BORDER:-BORDER] = False
+    return images[:, frame]
 
 
 def _background_is_bright(images: np.ndarray) -> bool:
     """Whether the frames of the images are on average brighter than the images: the prior says flip."""
-    frame = np.ones(images.shape[1:3], bool)
-    frame[BORDER:-BORDER, BORDER:-BORDER] = False
-    return float(images[:, frame].mean()) > float(images.mean())
+    return float(_frame(images).mean()) > float(images.mean())
+
+
+def _pin_intensities(clone: keras.Model, images: np.ndarray, config: InversionConfig) -> np.ndarray:
+    """The images mapped by one affine change: the frames' median pixel to black, the far 1 % of the pixels to white.
+
+    The clone's first linear layer absorbs any affine change of its input, and the TV term, smaller
+    on a flatter picture, pulls x_hat and the clone along that direction: the pictures fade to grey
+    as the rounds go on. Pinning them after every round stops that drift and holds the background
+    where the prior says it is. The far end is the one further from the background (the brightest or
+    the darkest 1 %), so an inverted picture is flipped. The change is folded into the clone; left as
+    found where the clone cannot absorb it or x_hat has no contrast yet.
+    """
+    low, high = config.box if config.box is not None else (0.0, 1.0)
+    black = float(np.median(_frame(images)))
+    darkest, brightest = (float(q) for q in np.quantile(images, [1.0 - WHITE_QUANTILE, WHITE_QUANTILE]))
+    white = brightest if brightest - black >= black - darkest else darkest
+    if abs(white - black) < MIN_CONTRAST * (high - low):
+        return images
+    scale = (high - low) / (white - black)
+    shift = low - black * scale
+    if not _fold_input_affine(clone, scale, shift):
+        return images
+    return np.clip(scale * images + shift, low, high).astype(np.float32)
 
 
 def _apply_prior(clone: keras.Model, images: np.ndarray, config: InversionConfig) -> np.ndarray:
-    """The reconstructions in the polarity the prior prefers, with the clone changed to compute the same on them.
+    """The reconstructions as the prior prefers them, with the clone changed to compute the same on them.
 
     The clone's first linear layer absorbs a sign change of its input, so the attack alone cannot
     tell x from low + high - x. "dark_background" flips when the frames are brighter than the images,
-    and folds the flip into the clone so that it also works on real images. Left as found where the
-    clone cannot absorb the flip.
+    and folds the flip into the clone so that it also works on real images; "black_background" pins
+    the intensities once more (`_pin_intensities`). Left as found where the clone cannot absorb a change.
     """
+    if config.prior == "black_background":
+        return _pin_intensities(clone, images, config)
     if config.prior != "dark_background" or not _background_is_bright(images):
         return images
     low, high = config.box if config.box is not None else (0.0, 1.0)
