@@ -327,7 +327,8 @@ def _optimise(engine, observed, targets, config, on_round, matching, objective, 
     for round_index in range(1, config.main_iters + 1):
         input_loss, matching_loss = (t.numpy() for t in engine.round(observed))
         if config.prior == "black_background":
-            engine.images.assign(_pin_intensities(clone, engine.images.numpy(), config))
+            anchored = round_index > config.main_iters // 2  # first the picture forms, then the background is pinned
+            engine.images.assign(_pin_intensities(clone, engine.images.numpy(), config, anchored))
         for position, target in enumerate(targets):
             matching[target] = np.append(matching[target], matching_loss[position])
             objective[target] = np.append(objective[target], input_loss[position])
@@ -559,20 +560,30 @@ def _background_is_bright(images: np.ndarray) -> bool:
     return float(_frame(images).mean()) > float(images.mean())
 
 
-def _pin_intensities(clone: keras.Model, images: np.ndarray, config: InversionConfig) -> np.ndarray:
-    """The images mapped by one affine change: the frames' median pixel to black, the far 1 % of the pixels to white.
+def _pin_intensities(clone: keras.Model, images: np.ndarray, config: InversionConfig, anchored: bool = True) -> np.ndarray:
+    """The images mapped by one affine change, folded into the clone, that undoes a fade to grey.
 
     The clone's first linear layer absorbs any affine change of its input, and the TV term, smaller
     on a flatter picture, pulls x_hat and the clone along that direction: the pictures fade to grey
-    as the rounds go on. Pinning them after every round stops that drift and holds the background
-    where the prior says it is. The far end is the one further from the background (the brightest or
-    the darkest 1 %), so an inverted picture is flipped. The change is folded into the clone; left as
-    found where the clone cannot absorb it or x_hat has no contrast yet.
+    as the rounds go on. Unanchored, the change stretches the darkest 1 % of the pixels to black and
+    the brightest 1 % to white: it never flips and keeps the picture whole while it forms (pinning
+    the frames early let frames stay black around an inverted interior). Anchored, the frames' median
+    pixel goes to black and the far 1 % (the brightest or the darkest, whichever lies further from the
+    background) to white, which also flips an inverted picture. Left as found where the clone cannot
+    absorb the change or x_hat has no contrast yet.
     """
-    low, high = config.box if config.box is not None else (0.0, 1.0)
-    black = float(np.median(_frame(images)))
     darkest, brightest = (float(q) for q in np.quantile(images, [1.0 - WHITE_QUANTILE, WHITE_QUANTILE]))
-    white = brightest if brightest - black >= black - darkest else darkest
+    if not anchored:
+        return _stretch(clone, images, config, darkest, brightest)
+    black = float(np.median(_frame(images)))
+    return _stretch(clone, images, config, black, brightest if brightest - black >= black - darkest else darkest)
+
+
+def _stretch(clone: keras.Model, images: np.ndarray, config: InversionConfig, black: float, white: float) -> np.ndarray:
+    """The images mapped by the affine change that takes `black` to the box's low end and `white` to its high
+    end, clipped to the box, with the change folded into the clone; left as found where the clone cannot absorb
+    it or the two levels are closer than `MIN_CONTRAST` (x_hat has no picture yet)."""
+    low, high = config.box if config.box is not None else (0.0, 1.0)
     if abs(white - black) < MIN_CONTRAST * (high - low):
         return images
     scale = (high - low) / (white - black)
