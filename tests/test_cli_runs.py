@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -133,6 +134,8 @@ def test_sweep_then_report(tmp_path, common, capsys):
             "--epochs", "1", "--targets", "2", "--label-samples", "4", "--results", str(results)]
     code, stdout, _ = run_verb("sweep", argv, capsys)
     assert code == 0 and "2 cells" in stdout
+    commands = {strict_json(path)["command"] for path in (results / "cells").glob("*.json")}
+    assert commands == {"unsplit-tf sweep " + shlex.join(argv)}  # the verb once, then its flags as typed
     code, stdout, _ = run_verb("sweep", argv, capsys)
     assert code == 0 and stdout.count("done before, skipped") == 2
     code, _, _ = run_verb("report", ["--results", str(results)], capsys)

@@ -42,7 +42,9 @@ def parser_for(module: ModuleType, prog: str | None = None) -> argparse.Argument
 def main_of(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse `argv` for the verb in `module`, run it, and turn every expected failure into a message and an exit code."""
     parser = parser_for(module, prog)
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(given)
+    args.argv = given  # the verb's own flags as typed, for the records' command line
     try:
         return guarded(lambda: module.run(args))
     except CliError as error:

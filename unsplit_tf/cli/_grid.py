@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -77,7 +76,7 @@ class CellProgress:
             self.bar = None
 
 
-def run_grid(cells, datasets: dict, *, results: Path, cache: Path, verb: str, backend: Mapping[str, Any]):
+def run_grid(cells, datasets: dict, *, results: Path, cache: Path, verb: str, argv: list[str], backend: Mapping[str, Any]):
     """Validate and run `cells` into the store at `results` on `backend` (`run_sweep`'s backend and options, from
     `cli.sweep.backend_options`); Ctrl-C keeps every finished cell (exit 130)."""
     from unsplit_tf.store import ResultStore
@@ -89,7 +88,7 @@ def run_grid(cells, datasets: dict, *, results: Path, cache: Path, verb: str, ba
     callbacks = {"on_epoch": progress.on_epoch, "on_round": progress.on_round, "on_step": progress.on_step} \
         if backend["backend"] == "serial" else {}
     runner = CellRunner(datasets, cache_dir=cache, **callbacks)
-    command = f"unsplit-tf {verb} " + shlex.join(sys.argv[1:])
+    command = f"unsplit-tf {verb} " + shlex.join(argv)
     try:
         outcome = run_sweep(cells, store, runner, datasets=datasets, command=command, on_event=progress.on_event, **backend)
     except KeyboardInterrupt:

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     cells = list({cell.key: cell for cell in planned}.values())  # the label side once, whatever the attacks
     from unsplit_tf.cli._grid import run_grid
 
-    store, _ = run_grid(cells, {data.name: data}, results=results, cache=cache, verb="defend", backend=backend)
+    store, _ = run_grid(cells, {data.name: data}, results=results, cache=cache, verb="defend", argv=args.argv, backend=backend)
     print(f"wrote {write_report(store)}")
     return 0
 

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
                                 batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
     from unsplit_tf.cli._grid import run_grid
 
-    store, _ = run_grid(cells, datasets, results=results, cache=cache, verb="sweep", backend=backend)
+    store, _ = run_grid(cells, datasets, results=results, cache=cache, verb="sweep", argv=args.argv, backend=backend)
     print(f"all {len(cells)} cells are in {store.cells_dir}; now: unsplit-tf report --results {args.results}")
     return 0
 
