@@ -3,7 +3,7 @@
     unsplit-tf invert --dataset f_mnist --depth 2            # the strongest preset ("tuned")
     unsplit-tf invert --dataset f_mnist --depth 6 --attack sdar --aux 6000   # SDAR alongside training
     unsplit-tf invert --dataset f_mnist --depth 2 --quick    # a one-minute demonstration
-    unsplit-tf invert --dataset f_mnist --depth 3 --observations 1000   # the whole stream, one clone (stream preset)
+    unsplit-tf invert --dataset f_mnist --depth 3 --observations 5000   # the whole stream, one clone (stream preset)
     unsplit-tf invert --preset paper                         # the authors' defaults, exactly
     unsplit-tf invert --dataset cifar --data-dir DIR --model my.keras --layer block1_pool
 
