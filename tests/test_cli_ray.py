@@ -71,7 +71,7 @@ def test_the_ray_runner_ships_without_console_callbacks_and_the_serial_one_keeps
     monkeypatch.setattr("unsplit_tf.sweep.run_sweep", lambda cells, store, runner, **options: runners.append(runner) or
                         type("Outcome", (), {"busy": []})())
     for backend in ({"backend": "ray", "num_cpus": 2}, {"backend": "serial"}):
-        _grid.run_grid([], {}, results=tmp_path, cache=tmp_path, verb="sweep", backend=backend)
+        _grid.run_grid([], {}, results=tmp_path, cache=tmp_path, verb="sweep", argv=[], backend=backend)
     on_ray, serial = runners
     assert (on_ray.on_epoch, on_ray.on_round, on_ray.on_step) == (None, None, None) and pickle.loads(pickle.dumps(on_ray))
     assert serial.on_epoch is not None and serial.on_round is not None
