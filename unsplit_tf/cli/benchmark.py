@@ -92,7 +92,7 @@ def print_stream_result(args: argparse.Namespace) -> None:
     print(f"stream attack end to end: {data.name}, reference net depth {args.depth}, {args.observations} observations, "
           f"stream preset, prior {config.prior} (trains the victim first)", flush=True)
     run = run_inversion(data, config, victim=VictimSpec(depth=args.depth, training=default_training(args.seed)),
-                        observations=args.observations).run
+                        observations=args.observations, preset=defaults.STREAM_PRESET).run
     rate = run.timings.image_steps_per_second
     print(f"  attack {run.timings.attack_seconds:.0f} s ({rate:,.0f} image-steps/s), training {run.timings.train_seconds:.0f} s")
     print(f"  {run.summary()}")
