@@ -584,11 +584,16 @@ def _pin_intensities(clone: keras.Model, images: np.ndarray, config: InversionCo
     return _stretch(clone, images, config, black, brightest if brightest - black >= black - darkest else darkest)
 
 
+def _intensity_range(config: InversionConfig) -> tuple[float, float]:
+    """Black and white for the priors: the box x_hat is kept in, or [0, 1] without one."""
+    return config.box if config.box is not None else (0.0, 1.0)
+
+
 def _stretch(clone: keras.Model, images: np.ndarray, config: InversionConfig, black: float, white: float) -> np.ndarray:
     """The images mapped by the affine change that takes `black` to the box's low end and `white` to its high
     end, clipped to the box, with the change folded into the clone; left as found where the clone cannot absorb
     it or the two levels are closer than `MIN_CONTRAST` (x_hat has no picture yet)."""
-    low, high = config.box if config.box is not None else (0.0, 1.0)
+    low, high = _intensity_range(config)
     if abs(white - black) < MIN_CONTRAST * (high - low):
         return images
     scale = (high - low) / (white - black)
@@ -610,7 +615,7 @@ def _apply_prior(clone: keras.Model, images: np.ndarray, config: InversionConfig
         return _pin_intensities(clone, images, config)
     if config.prior != "dark_background" or not _background_is_bright(images):
         return images
-    low, high = config.box if config.box is not None else (0.0, 1.0)
+    low, high = _intensity_range(config)
     if not _fold_input_affine(clone, -1.0, low + high):
         return images
     return (low + high - images).astype(np.float32)
