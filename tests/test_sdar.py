@@ -5,6 +5,7 @@ import tensorflow as tf
 from keras import layers
 
 from unsplit_tf.attacks.inversion import SDARAttack, SDARConfig
+from unsplit_tf.attacks.inversion._networks import decoder
 from unsplit_tf.protocol import SplitTrainer, TrainConfig
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.split import split_model
@@ -131,6 +132,7 @@ def test_label_free_and_generic_simulator_variants_train():
         ({"lambda_ssim": -0.5}, "lambda_ssim must be 0 or more"),
         ({"feature_noise": -0.1}, "feature_noise must be 0 or more"),
         ({"simulator": "resnet"}, "simulator must be one of client, generic"),
+        ({"decoder_blocks": 0}, "decoder_blocks must be at least 1"),
     ],
 )
 def test_bad_configs_are_refused(changes, message):
@@ -175,3 +177,21 @@ def test_the_ssim_term_is_zero_for_exact_reconstructions_and_large_for_wrong_one
     images = tf.constant(blob_data(16, seed=6)[0])
     assert float(SDARAttack._dissimilarity(images, images)) == pytest.approx(0.0, abs=1e-5)
     assert float(SDARAttack._dissimilarity(tf.reverse(images, axis=[1]), images)) > 0.3
+
+
+@pytest.mark.parametrize("feature_shape", [(16, 16, 8), (120,)])
+def test_decoder_blocks_stack_convolutions_at_every_resolution(feature_shape):
+    """decoder_blocks=B: B conv-BN-ReLU blocks per resolution (here 16 and 32 pixels, or 8-16-32 from flat features),
+    the same images out."""
+    counts = []
+    for blocks in (1, 2):
+        model = decoder(feature_shape, (32, 32, 3), width=16, blocks=blocks)
+        assert tuple(model.output.shape[1:]) == (32, 32, 3)
+        counts.append(sum(isinstance(layer, layers.Conv2D) for layer in model.layers) - 1)  # less the final conv
+    assert counts[1] == 2 * counts[0] and counts[0] >= 2
+
+
+def test_the_attack_builds_its_decoder_with_the_configs_blocks():
+    split = split_model(tiny_net(), layer="relu")
+    attack = SDARAttack(split.client, split.server, *blob_data(8, seed=7), FAST.replace(decoder_blocks=3))
+    assert sum(isinstance(layer, layers.Conv2D) for layer in attack.decoder.layers) == 3 + 1  # 12x12 cut of 12x12 images

@@ -34,10 +34,12 @@ def _conv_block(x, filters: int):
 
 
 def decoder(
-    feature_shape: tuple[int, ...], image_shape: tuple[int, int, int], *, width: int = 64, classes: int | None = None, name: str = "decoder"
+    feature_shape: tuple[int, ...], image_shape: tuple[int, int, int], *, width: int = 64, classes: int | None = None,
+    blocks: int = 1, name: str = "decoder"
 ) -> keras.Model:
-    """Features -> images in [0, 1] (sigmoid): resize to the starting grid, then (upsample, conv-BN-ReLU)
-    per octave, halving the width, and a final conv. Flat features are first projected onto the grid.
+    """Features -> images in [0, 1] (sigmoid): resize to the starting grid, then `blocks` conv-BN-ReLU at
+    it and, per octave, (upsample, `blocks` conv-BN-ReLU), halving the width, and a final conv (SDAR's
+    decoders stack two or three convolutions per resolution). Flat features are first projected onto the grid.
     With `classes`, a second input of class probabilities is projected onto the grid and joins the
     features (SDAR's label-conditional decoder); the model then takes [features, probabilities]."""
     height, wide, channels = image_shape
@@ -62,10 +64,12 @@ def decoder(
         label_map = layers.Reshape((*grid, 1))(layers.Dense(grid[0] * grid[1])(probabilities))
         x = layers.Concatenate()([x, label_map])
         inputs = [features, probabilities]
-    x = _conv_block(x, width)
+    for _ in range(blocks):
+        x = _conv_block(x, width)
     for octave in range(ups):
         x = layers.UpSampling2D(2)(x)
-        x = _conv_block(x, max(16, width // 2 ** (octave + 1)))
+        for _ in range(blocks):
+            x = _conv_block(x, max(16, width // 2 ** (octave + 1)))
     outputs = layers.Conv2D(channels, 3, padding="same", activation="sigmoid", name="image")(x)
     return keras.Model(inputs, outputs, name=name)
 

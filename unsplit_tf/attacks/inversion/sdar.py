@@ -72,6 +72,7 @@ class SDARConfig:
     feature_critic_lr: float | None = None  # None: simulator_lr * lambda_simulator, as the authors
     image_critic_lr: float | None = None  # None: decoder_lr * lambda_decoder, as the authors
     decoder_width: int = 32  # filters of the decoder's first block (halved per upsampling, 16 at least)
+    decoder_blocks: int = 1  # conv-BN-ReLU blocks per resolution of the decoder (SDAR's decoders stack 2-3)
     lambda_ssim: float = 0.5  # weight of 1 - SSIM(decoded aux, aux) beside the MSE in the decoder's loss (not in SDAR)
     feature_noise: float = 0.3  # the decoder trains on simulator features + Gaussian noise of this times their RMS (not in SDAR)
     critic_width: int = 32  # filters of the discriminators' first layer
@@ -88,6 +89,7 @@ class SDARConfig:
             if getattr(self, name) is not None:
                 check.positive(name, getattr(self, name))
         check.at_least("decoder_width", self.decoder_width, 1)
+        check.at_least("decoder_blocks", self.decoder_blocks, 1)
         check.at_least("critic_width", self.critic_width, 1)
         if self.simulator not in SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
@@ -125,7 +127,7 @@ class SDARAttack:
         self.simulator = make_simulator(client_architecture, config.simulator, config.seed, simulator)
         keras.utils.set_random_seed(attacker_seed(config.seed + 1))
         classes = server_classes(server, feature_shape) if config.conditional else None
-        self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width, classes=classes)
+        self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width, classes=classes, blocks=config.decoder_blocks)
         self.feature_critic = discriminator(feature_shape, width=config.critic_width, name="feature_critic")
         self.image_critic = discriminator(image_shape, width=config.critic_width, name="image_critic")
         adam = keras.optimizers.Adam
