@@ -132,7 +132,9 @@ class InversionConfig:
 # 77.7-80.9 % on the four seeds at depth 3 (docs/ALGORITHMS.md). With the prior the clone's rate went back
 # to the tuned preset's 1e-4: observed-sample MSE on seeds 0-3 at depth 3 0.029 / 0.032 / 0.035 / 0.028
 # against 0.033 / 0.040 / 0.041 / 0.032 at 3e-4; at depth 4 0.043 / 0.067 / 0.036 / 0.040 against
-# 0.047 / 0.078 / 0.041 / 0.052.
+# 0.047 / 0.078 / 0.041 / 0.052. With the prior, 3 restarts lifted depth 4's poor seeds (observed-sample MSE, seed 1:
+# 0.067 -> 0.031, seed 4: 0.158 -> 0.082) but kept a weaker clone on seed 2 (74.6 vs 78.4 %), at three times the
+# attack time: one is kept, so that depth 3 stays within about 2 minutes on one core (`--restarts 3` to spend more).
 PRESETS: dict[str, InversionConfig] = {
     "paper": InversionConfig(mode="sequential"),
     "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3, restarts=3,
