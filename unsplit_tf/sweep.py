@@ -517,8 +517,8 @@ class CellRunner:
             config, name = INVERSION_FAMILIES[cell.attack](seed=cell.seed), None
         else:
             budget = dataclasses.asdict(cell.budget)
-            config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, **budget), cell.preset
-            config = config.replace(prior=defaults.image_prior(cell.dataset, cell.mode))
+            prior = defaults.image_prior(cell.dataset, cell.mode)
+            config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, prior=prior, **budget), cell.preset
         options: dict[str, Any] = {"preset": name, "targets": cell.targets, "cache_dir": self.cache_dir, "aux": cell.aux,
                                    "observations": cell.observations,
                                    "on_epoch": self.on_epoch, "on_round": self.on_round}

@@ -67,7 +67,7 @@ class InversionConfig:
     mode: Literal["batched", "sequential", "stream"] = "batched"  # all at once, one after another, or minibatches
     batch_size: int = 100  # stream mode: observations per minibatch (capped at the number of observations)
     restarts: int = 1  # independent attacks from differently seeded clones; the lowest matching loss is kept
-    prior: Literal["none", "dark_background"] = "none"  # how to pick x_hat's polarity, which a linear first layer hides
+    prior: Literal["none", "dark_background", "black_background"] = "none"  # what the pictures are assumed to be (PRIOR_ASSUMPTIONS)
     observed_in: Literal["training", "inference"] = "training"  # the mode the client's BatchNormalization ran in when observed
     polish_iters: int = 0  # after the rounds, Adam steps of the clone alone on the final x_hat (held fixed)
     polish_lr: float = 1e-3  # their learning rate: x_hat cannot drift with the clone then, so it may be faster
