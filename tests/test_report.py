@@ -82,6 +82,12 @@ def test_the_report_is_regenerated_from_the_stored_cells(store):
     assert again.endswith("## Findings\n\nNumbers explained here.\n")
 
 
+def test_every_rewrite_of_the_report_keeps_the_stores_hand_written_notes(store):
+    (store.root / "notes.md").write_text("Why the numbers are what they are.")
+    assert write_report(store).read_text().endswith("## Findings\n\nWhy the numbers are what they are.\n")
+    assert write_report(store, notes="Other notes.").read_text().endswith("## Findings\n\nOther notes.\n")
+
+
 def test_an_empty_store_says_to_run_the_sweep(tmp_path):
     with pytest.raises(ValueError, match="sweep"):
         write_report(ResultStore(tmp_path))

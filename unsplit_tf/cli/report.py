@@ -36,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.notes and not args.notes.is_file():
         raise CliError(f"--notes {args.notes}: no such file", code=1)
     out = writable_folder(args.out or args.results, "--out" if args.out else "--results")
-    notes_path = args.notes or args.results / "notes.md"
-    notes = notes_path.read_text() if notes_path.is_file() else None
+    notes = args.notes.read_text() if args.notes else None  # None: the store's own notes, if any
     path = write_report(ResultStore(args.results), out, notes=notes)
     print(f"wrote {path} and its figures")
     return 0

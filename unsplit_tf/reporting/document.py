@@ -32,6 +32,8 @@ from unsplit_tf.reporting.reference import reference_figures
 from unsplit_tf.store import ResultStore
 
 REPORT_NAME = "REPORT.md"
+NOTES_NAME = "notes.md"
+"""The hand-written findings beside a store's cells, included in its report."""
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:])/(?:[^\s/,;()'\"=]+/)+([^\s/,;()'\"=]+)")
 
 
@@ -49,9 +51,13 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
     """Write REPORT.md and its figures into `out_dir` (default: the store's root) from the stored runs.
 
     `notes` (markdown written by people, e.g. explaining differences from the
-    paper) is included as the last section. Returns the report's path.
+    paper) is included as the last section; by default the store's NOTES_NAME,
+    if it has one, so that every command that rewrites the report keeps them.
+    Returns the report's path.
     """
     out = Path(out_dir) if out_dir is not None else store.root
+    if notes is None and (store.root / NOTES_NAME).is_file():
+        notes = (store.root / NOTES_NAME).read_text()
     runs = store.runs()
     if not runs:
         raise ValueError(f"no finished cells in {store.cells_dir}; run the sweep first (unsplit-tf sweep, or scripts/sweep.py)")
