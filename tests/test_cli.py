@@ -210,6 +210,28 @@ def test_a_model_that_does_not_fit_the_data_is_refused(problem, make, message, t
         load_user_model(tmp_path / f"{problem}.keras", tiny_data)
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--layers", "conv"], "--layers names the cuts of --model"),
+    (["--model", "m.keras", "--datasets", "mnist", "f_mnist", "--layers", "conv"], "one dataset"),
+    (["--model", "m.keras"], "--model needs its cuts"),
+    (["--model", "m.keras", "--layers", "conv", "--depths", "1"], "--model needs its cuts"),
+    (["--model", "m.keras", "--layers", "conv", "--family", "sdar"], "use --family unsplit"),
+    (["--model", "m.keras", "--layers", "conv", "--defense", "nopeek:1"], "attacked as saved"),
+])
+def test_sweep_refuses_user_model_flags_that_cannot_run_before_any_work(flags, message, no_work, capsys):
+    code, _, err = run_verb("sweep", flags, capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_sweep_names_a_layer_the_users_model_lacks(tmp_path, capsys):
+    small_model().save(tmp_path / "small.keras")
+    code, _, err = run_verb("sweep", ["--data-dir", str(tiny_npz(tmp_path / "tiny.npz")), "--datasets", "mnist",
+                                      "--model", str(tmp_path / "small.keras"), "--layers", "cnv",
+                                      "--results", str(tmp_path / "r")], capsys)
+    assert code == 2 and "no layer named 'cnv'" in err and "did you mean 'conv'" in err
+    assert not (tmp_path / "r" / "cells").exists() or not list((tmp_path / "r" / "cells").iterdir())
+
+
 def test_a_truncated_model_file_is_named_as_such(tmp_path, tiny_data):
     """Keras reports a truncated .keras file as "File not found"."""
     from unsplit_tf.cli._model import load_user_model

@@ -153,6 +153,23 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     assert sorted(r["threat_model"]["observed_examples"] for r in records) == [0, 10]  # batched, and stream on its axis
 
 
+def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common, capsys):
+    from models_for_tests import batch_norm_residual_model
+
+    batch_norm_residual_model(width=4).save(tmp_path / "mine.keras")
+    results = tmp_path / "r"
+    argv = [*common, "--datasets", "mnist", "--model", str(tmp_path / "mine.keras"), "--layers", "block1_out", "stem_relu",
+            "--attack", "tuned:batched", "--budget", "1x2+2", "--targets", "2", "--results", str(results)]
+    code, stdout, err = run_verb("sweep", argv, capsys)
+    assert code == 0, err
+    records = [strict_json(path) for path in (results / "cells").glob("*.json")]  # no label cells with --model
+    assert sorted(r["victim"]["cut_layer"] for r in records) == ["block1_out", "stem_relu"]
+    assert all(r["victim"]["model"]["kind"] == "file" and r["victim"]["training"] is None for r in records)
+    code, _, _ = run_verb("report", ["--results", str(results)], capsys)
+    report = (results / "REPORT.md").read_text()
+    assert code == 0 and "`block1_out`" in report and "Model mine.keras (a saved model, attacked as saved)" in report
+
+
 def test_sweep_refuses_an_impossible_grid_before_running_any_cell(tmp_path, common, capsys):
     code, _, err = run_verb("sweep", [*common, "--datasets", "mnist", "--depths", "1", "99", "--label-samples", "0",
                                       "--results", str(tmp_path / "r")], capsys)

@@ -6,6 +6,7 @@
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
     unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
     unsplit-tf sweep --attack tuned:stream --observations 1000 10000  # UnSplit on the observed training stream
+    unsplit-tf sweep --model mine.keras --layers block1_out block2_out   # your own saved model, cut after each layer
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
     unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
                                                              # `ray start --address HEAD:6379` on the others
@@ -17,6 +18,12 @@ cell per dataset follows. The whole grid is checked before anything runs.
 Each finished cell is written to RESULTS/cells/ at once; running the same
 command again skips the finished cells, so an interrupted sweep (Ctrl-C,
 exit code 130) resumes where it stopped. Then: unsplit-tf report
+
+With --model FILE the sweep attacks your own saved classifier of the one
+dataset in --datasets instead, as saved (no training, no defense), cut after
+each layer of --layers (or at each of --depths); its cells are UnSplit's
+(the auxiliary-data families hold their images out of the victim's training,
+which a saved model has had) and no label cells run.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", action="append", default=[], metavar="[NAME=]DIR",
                         help="where a dataset's files are: NAME=DIR for one dataset, DIR for all; repeatable")
     parser.add_argument("--depths", type=int, nargs="+", help="split depths (default: the paper's for each dataset)")
+    parser.add_argument("--model", type=Path, metavar="FILE",
+                        help="attack your own saved model (.keras, loaded in safe mode) instead of the reference nets")
+    parser.add_argument("--layers", nargs="+", metavar="NAME", help="with --model: the client's last layer of each cut (or --depths)")
     parser.add_argument("--attack", action="append", metavar="PRESET:MODE",
                         help=f"preset ({', '.join(PRESETS)}) and mode ({', '.join(MODES)}); repeatable (default {' and '.join(DEFAULT_ATTACKS)})")
     parser.add_argument("--family", nargs="+", choices=FAMILIES, default=["unsplit"],
@@ -136,10 +146,43 @@ def data_dirs(values: list[str]) -> dict[str | None, str]:
     return dirs
 
 
+def check_user_model_flags(args: argparse.Namespace, datasets: list[str], auxiliary: list[str]) -> None:
+    """Refuse --model / --layers settings that cannot run, before any data is loaded."""
+    if args.layers and not args.model:
+        raise CliError("--layers names the cuts of --model FILE; the reference nets are cut at --depths")
+    if not args.model:
+        return
+    if len(datasets) != 1:
+        raise CliError(f"--model attacks one dataset, the one the model was trained on; --datasets names {len(datasets)}")
+    if (args.layers is None) == (args.depths is None):
+        raise CliError("--model needs its cuts: --layers NAME [NAME ...] (the client's last layers) or --depths N [N ...]")
+    if auxiliary:
+        raise CliError(f"--model: {', '.join(auxiliary)} hold their auxiliary images out of the victim's training, which a "
+                       "saved model has had; use --family unsplit (the default)")
+    if args.defense:
+        raise CliError("--model is attacked as saved: a defense needs training with it at the cut (see `unsplit-tf defend`)")
+
+
+def user_model_depths(args: argparse.Namespace, data) -> list[int]:
+    """The depths of --model's cuts (--layers or --depths), each checked to split the model."""
+    from unsplit_tf.cli._model import load_user_model
+    from unsplit_tf.split import split_model
+
+    model = load_user_model(args.model, data)
+    cuts = [("layer", name) for name in args.layers] if args.layers else [("depth", depth) for depth in args.depths]
+    depths = []
+    for kind, cut in cuts:
+        try:
+            depths.append(split_model(model, **{kind: cut}).depth)
+        except ValueError as error:
+            raise CliError(f"--model {args.model}, {kind} {cut}: {error}") from None
+    return list(dict.fromkeys(depths))
+
+
 def run(args: argparse.Namespace) -> int:
     from unsplit_tf.data import dataset_fingerprint as fingerprint
     from unsplit_tf.records import NO_DEFENSE
-    from unsplit_tf.sweep import Budget, LabelCell, inversion_cells
+    from unsplit_tf.sweep import Budget, LabelCell, inversion_cells, model_file
     from unsplit_tf.models import paper_depths
 
     names = list(dict.fromkeys(canonical_name(name) for name in args.datasets))
@@ -157,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. tuned:stream)")
     if any(n < 1 for n in args.observations or []):
         raise CliError(f"--observations must be at least 1, got {' '.join(map(str, args.observations))}")
+    check_user_model_flags(args, names, auxiliary)
     backend = backend_options(args)
     if args.targets < 1 or args.label_samples < 0:
         raise CliError("--targets must be at least 1 and --label-samples 0 or more")
@@ -166,18 +210,18 @@ def run(args: argparse.Namespace) -> int:
     datasets = {name: load_data(argparse.Namespace(dataset=name, data_dir=dirs.get(name, dirs.get(None)))) for name in names}
     cells = []
     for name, data in datasets.items():
-        depths = args.depths or list(paper_depths(name))
+        depths, model = (user_model_depths(args, data), model_file(args.model)) if args.model else (args.depths or list(paper_depths(name)), {})
         if "unsplit" in families:
             plain = [attack for attack in attacks if attack not in streams or not args.observations]
             cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
-                                     epochs=args.epochs, targets=args.targets)
+                                     epochs=args.epochs, targets=args.targets, **model)
             cells += [cell for n in args.observations or [] for cell in
                       inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
-                                      epochs=args.epochs, targets=args.targets, observations=n)]
+                                      epochs=args.epochs, targets=args.targets, observations=n, **model)]
         cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
                   for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
                                               targets=args.targets, attack=family, aux=aux)]
-        if args.label_samples:
+        if args.label_samples and not args.model:
             cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
                                 batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
     from unsplit_tf.cli._grid import run_grid

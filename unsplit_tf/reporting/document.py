@@ -244,13 +244,17 @@ def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
 
 
 def _model_lines(series: Sequence[Series]) -> list[str]:
-    """One sentence per trained model (epochs, seed, training images): its split accuracy, and its training time if
-    trained in the sweep (an auxiliary-data attack's client trains on what its aux images leave)."""
+    """One sentence per model: a user's saved one (attacked as saved) with its split accuracy; a trained one (epochs,
+    seed, training images) with its split accuracy, and its training time if trained in the sweep (an
+    auxiliary-data attack's client trains on what its aux images leave)."""
+    saved = {one.setting.model: one.runs[0] for one in series if one.runs[0].victim.training is None}
+    sentences = [f"Model {name} (a saved model, attacked as saved): split test accuracy "
+                 f"{tables.percent(run.victim.test_accuracy)}." for name, run in sorted(saved.items())]
     models: dict[tuple[int, int, int], list[InversionRun]] = {}
     for one in series:
-        models.setdefault((one.setting.epochs, one.setting.seed, one.setting.train_images), []).extend(one.runs)
+        if one.runs[0].victim.training is not None:
+            models.setdefault((one.setting.epochs, one.setting.seed, one.setting.train_images), []).extend(one.runs)
     sizes = len({images for _, _, images in models}) > 1
-    sentences = []
     for (epochs, seed, images), runs in sorted(models.items()):
         trained = next((run.victim.training.seconds for run in runs if run.victim.training and run.victim.training.seconds), None)
         how = f", trained in {trained:.0f} s" if trained is not None else " (loaded from the model cache)"

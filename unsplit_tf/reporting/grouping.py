@@ -15,7 +15,7 @@ DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-
 FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
-VARYING = ("budget", "restarts", "epochs", "seed", "targets", "aux", "observations")
+VARYING = ("model", "budget", "restarts", "epochs", "seed", "targets", "aux", "observations")
 """The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
 THREAT = ("aux", "observations")
 """The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
@@ -58,7 +58,8 @@ class InversionSetting:
 
     def details(self, varying: Sequence[str]) -> list[str]:
         """Those of the `varying` parameters (names of `VARYING`) that apply to this attack, as words."""
-        extras = {"budget": None if self.budget == NOT_APPLICABLE else self.budget, "epochs": f"{self.epochs} epochs",
+        extras = {"model": self.model, "budget": None if self.budget == NOT_APPLICABLE else self.budget,
+                  "epochs": f"{self.epochs} epochs" if self.epochs else None,
                   "seed": f"seed {self.seed}", "targets": f"{self.targets} targets",
                   "aux": f"aux {self.aux}" if self.aux else None,
                   "observations": f"{self.observations} observed" if self.observations else None,
