@@ -245,6 +245,8 @@ def test_restarts_keep_the_lowest_matching_loss(depth1_client):
     np.testing.assert_allclose(result.restart_losses, [s.final_matching_loss for s in singles], rtol=1e-5)
     best = singles[int(np.argmin(result.restart_losses))]
     np.testing.assert_allclose(result.reconstructions, best.reconstructions, atol=1e-6)
+    assert result.image_steps == sum(single.image_steps for single in singles) == 3 * 4 * TINY.steps_per_target
+    assert result.seconds > max(single.seconds for single in singles) / 2  # every restart's time, not the kept one's
     assert restart_seed(0, 0) == 0 and restart_seed(0, 1) not in range(0, 100)
 
 

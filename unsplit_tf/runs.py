@@ -316,7 +316,7 @@ def run_inversion(
             chosen, originals = chosen[attacked], originals[attacked]
         result = dataclasses.replace(result, reconstructions=result.reconstructions[: len(attacked)][attacked])
         reconstructions, clone, interrupted = result.reconstructions, result.clone, result.interrupted
-        steps = int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
+        steps = result.image_steps
         threat = _stream_threat(observations, isinstance(spec, Split)) if observations else DATA_OBLIVIOUS
         threat = dataclasses.replace(threat, image_prior=PRIOR_ASSUMPTIONS.get(config.prior, ""))
     else:

@@ -173,10 +173,11 @@ class InversionResult:
     input_loss: list[np.ndarray]  # per target: the x_hat objective after each round
     finished: np.ndarray  # per target: ran all its rounds or stopped early (False if interrupted first)
     config: InversionConfig
-    seconds: float
+    seconds: float  # the whole attack: every restart, not only the one kept
     interrupted: bool = False
     stopped_early: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     restart_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # final matching loss of each restart
+    image_steps: int = 0  # targets x (input + model) steps of every round of every restart: the work `seconds` took
 
     @property
     def rounds_run(self) -> np.ndarray:
@@ -233,15 +234,17 @@ def invert(
     """
     observed = _checked_observations(client_architecture, observed)
     best: InversionResult | None = None
-    losses = []
+    losses, seconds, image_steps = [], 0.0, 0
     for restart in range(config.restarts):
         result = _attack(client_architecture, observed, config, restart_seed(config.seed, restart), on_round)
         losses.append(result.final_matching_loss)
+        seconds += result.seconds
+        image_steps += int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
         if best is None or result.final_matching_loss < best.final_matching_loss:
             best = result
         if result.interrupted:
             break
-    best.restart_losses = np.array(losses)
+    best.restart_losses, best.seconds, best.image_steps = np.array(losses), seconds, image_steps
     return best
 
 
