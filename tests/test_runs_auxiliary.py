@@ -58,6 +58,10 @@ def test_aux_is_refused_for_unsplit_and_when_it_leaves_no_client_data(tmp_path, 
     assert code == 2 and "--aux" in err and "unsplit" in err
     code, _, err = run_verb("invert", [*common, "--attack", "sdar", "--aux", "64"], capsys)
     assert code == 2 and "aux 64" in err and "64 training images" in err
+    code, _, err = run_verb("invert", [*common, "--attack", "inverse_network", "--simulator-steps", "3"], capsys)
+    assert code == 2 and "--simulator-steps sets SDAR's simulator" in err
+    code, _, err = run_verb("invert", [*common, "--attack", "sdar", "--simulator-steps", "0"], capsys)
+    assert code == 2 and "simulator_steps must be at least 1" in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # refused before any work
 
 

@@ -85,6 +85,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inverse_network (query-free, after training)")
     parser.add_argument("--aux", type=int, metavar="N",
                         help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {defaults.AUX})")
+    parser.add_argument("--simulator-steps", type=int, metavar="N",
+                        help="with --attack sdar: simulator updates per observed batch, each on fresh aux images (default 1, "
+                             "SDAR's; more help where the client's data is small: docs/ALGORITHMS.md)")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
                              "--observations; paper: the authors' exactly)")
@@ -127,7 +130,8 @@ def attack_config(args: argparse.Namespace):
     from unsplit_tf.runs import INVERSION_FAMILIES
 
     if args.attack != "unsplit":
-        return INVERSION_FAMILIES[args.attack](seed=args.seed)
+        steps = {} if args.simulator_steps is None else {"simulator_steps": args.simulator_steps}
+        return INVERSION_FAMILIES[args.attack](seed=args.seed, **steps)
     changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.quick:
         changes = {**QUICK, **changes}
@@ -163,6 +167,8 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
 
 
 def check_flags(args: argparse.Namespace) -> None:
+    if args.simulator_steps is not None and args.attack != "sdar":
+        raise CliError(f"--simulator-steps sets SDAR's simulator; --attack {args.attack} has none to step")
     if args.attack == "unsplit" and args.aux is not None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":

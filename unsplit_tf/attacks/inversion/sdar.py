@@ -78,6 +78,7 @@ class SDARConfig:
     critic_width: int = 32  # filters of the discriminators' first layer
     simulator: Simulator = "client"  # "client": the client's architecture; "generic": one of the attacker's own
     seed: int = 0  # the attacker's networks and its aux batches
+    simulator_steps: int = 1  # simulator updates per observed batch, each on fresh aux images against that batch (SDAR: 1)
 
     def __post_init__(self) -> None:
         check.at_least("batch_size", self.batch_size, 1)
@@ -91,6 +92,7 @@ class SDARConfig:
         check.at_least("decoder_width", self.decoder_width, 1)
         check.at_least("decoder_blocks", self.decoder_blocks, 1)
         check.at_least("critic_width", self.critic_width, 1)
+        check.at_least("simulator_steps", self.simulator_steps, 1)
         if self.simulator not in SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
 
@@ -201,6 +203,31 @@ class SDARAttack:
 
     def _train_step(self, observed: tf.Tensor) -> tf.Tensor:
         config = self.config
+        for _ in range(config.simulator_steps):
+            x, simulator_losses = self._simulator_step(observed)
+        zero = tf.constant(0.0)
+        features = self._noisy(tf.stop_gradient(self.simulator(x, training=True)), self._generator)  # decode the updated simulator, as SDAR
+        with tf.GradientTape(persistent=True) as tape:
+            decoded = self._decode(features, True)
+            mse = tf.reduce_mean(tf.square(decoded - x))
+            image_critic, decoder_fool = (zero, zero)
+            if config.lambda_decoder:
+                image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self._decode(observed, True))
+            decoder_loss = mse + config.lambda_decoder * decoder_fool
+            if config.lambda_ssim:
+                decoder_loss += config.lambda_ssim * self._dissimilarity(decoded, x)
+            if config.lambda_cycle:
+                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self._decode(observed, True), training=False), observed)
+        apply(tape, decoder_loss, self.decoder, self._optimizers["decoder"])
+        if config.lambda_decoder:
+            apply(tape, image_critic, self.image_critic, self._optimizers["image_critic"])
+        del tape
+        return tf.stack([*simulator_losses, mse, decoder_fool, image_critic])
+
+    def _simulator_step(self, observed: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
+        """One update of the simulator (and its feature discriminator) on a fresh aux batch against the observed
+        batch: that aux batch, and the losses (task, fool, critic, MMD, cycle) it was updated on."""
+        config = self.config
         rows = sample(self._generator, self._aux_x.shape[0], config.batch_size)
         x = tf.gather(self._aux_x, rows)
         zero = tf.constant(0.0)
@@ -220,21 +247,5 @@ class SDARAttack:
         if config.lambda_simulator:
             apply(tape, feature_critic, self.feature_critic, self._optimizers["feature_critic"])
         del tape
-        features = self._noisy(tf.stop_gradient(self.simulator(x, training=True)), self._generator)  # decode the updated simulator, as SDAR
-        with tf.GradientTape(persistent=True) as tape:
-            decoded = self._decode(features, True)
-            mse = tf.reduce_mean(tf.square(decoded - x))
-            image_critic, decoder_fool = (zero, zero)
-            if config.lambda_decoder:
-                image_critic, decoder_fool = real_fake_losses(self.image_critic, x, self._decode(observed, True))
-            decoder_loss = mse + config.lambda_decoder * decoder_fool
-            if config.lambda_ssim:
-                decoder_loss += config.lambda_ssim * self._dissimilarity(decoded, x)
-            if config.lambda_cycle:
-                decoder_loss += config.lambda_cycle * self._cycle(self.simulator(self._decode(observed, True), training=False), observed)
-        apply(tape, decoder_loss, self.decoder, self._optimizers["decoder"])
-        if config.lambda_decoder:
-            apply(tape, image_critic, self.image_critic, self._optimizers["image_critic"])
-        del tape
-        return tf.stack([task, simulator_fool, feature_critic, alignment, cycle, mse, decoder_fool, image_critic])
+        return x, [task, simulator_fool, feature_critic, alignment, cycle]
 
