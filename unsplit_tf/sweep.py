@@ -28,7 +28,7 @@ import keras
 
 from unsplit_tf import defaults
 from unsplit_tf._validation import at_least
-from unsplit_tf.attacks.inversion import MODES, preset
+from unsplit_tf.attacks.inversion import MODES, SDARConfig, preset
 from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
 from unsplit_tf.models import reference_net
@@ -164,6 +164,8 @@ class InversionCell:
         parts += [f"o{self.observations}"] if self.observations else []
         restarts = preset(self.preset).restarts if self.attack == "unsplit" else 1
         parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
+        steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
+        parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:

@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--aux", type=int, metavar="N",
                         help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {defaults.AUX})")
     parser.add_argument("--simulator-steps", type=int, metavar="N",
-                        help="with --attack sdar: simulator updates per observed batch, each on fresh aux images (default 1, "
-                             "SDAR's; more help where the client's data is small: docs/ALGORITHMS.md)")
+                        help="with --attack sdar: simulator updates per observed batch, each on fresh aux images (default 3; "
+                             "SDAR's 1; more help where the client's data is small: docs/ALGORITHMS.md)")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
                              "--observations; paper: the authors' exactly)")

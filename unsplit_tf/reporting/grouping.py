@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from unsplit_tf.attacks.inversion import PRESETS
+from unsplit_tf.attacks.inversion import PRESETS, SDARConfig
 from unsplit_tf.records import NO_DEFENSE, Evaluation, InversionRun, LabelRun
 from unsplit_tf.runs import INVERSION_FAMILIES, OBSERVED_SAMPLE
 
@@ -15,7 +15,7 @@ DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-
 FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
-VARYING = ("model", "budget", "restarts", "epochs", "seed", "targets", "aux", "observations")
+VARYING = ("model", "budget", "restarts", "simulator_steps", "epochs", "seed", "targets", "aux", "observations")
 """The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
 THREAT = ("aux", "observations")
 """The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
@@ -44,6 +44,7 @@ class InversionSetting:
     aux: int  # labelled auxiliary images the server holds (0: none)
     observations: int  # training examples a stream-mode attack read (0: only the targets')
     restarts: int  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
+    simulator_steps: int  # SDAR's simulator updates per observed batch (its default changed once, as the restarts)
 
     @property
     def attack_label(self) -> str:
@@ -63,7 +64,9 @@ class InversionSetting:
                   "seed": f"seed {self.seed}", "targets": f"{self.targets} targets",
                   "aux": f"aux {self.aux}" if self.aux else None,
                   "observations": f"{self.observations} observed" if self.observations else None,
-                  "restarts": f"{self.restarts} restart" + "s" * (self.restarts != 1) if self._restarts_changed else None}
+                  "restarts": f"{self.restarts} restart" + "s" * (self.restarts != 1) if self._restarts_changed else None,
+                  "simulator_steps": (f"{self.simulator_steps} simulator step" + "s" * (self.simulator_steps != 1)
+                                      if self.family == "sdar" and self.simulator_steps != SDARConfig().simulator_steps else None)}
         return [text for name in varying if (text := extras[name]) is not None]
 
     def label(self, varying: Sequence[str] = ()) -> str:
@@ -90,7 +93,8 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         run.data.name, run.data.fingerprint, run.victim.model.label, run.attack.family, run.attack.preset or NOT_APPLICABLE,
         mode, budget, training.epochs if training else 0, training.seed if training else getattr(config, "seed", 0),
         len(run.headline.targets.indices), training.samples if training else run.data.train_images,
-        run.threat_model.auxiliary_images, run.threat_model.observed_examples, getattr(config, "restarts", 1))
+        run.threat_model.auxiliary_images, run.threat_model.observed_examples, getattr(config, "restarts", 1),
+        getattr(config, "simulator_steps", 1))
 
 
 @dataclass(frozen=True)
