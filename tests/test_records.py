@@ -99,3 +99,12 @@ def test_image_scores_keep_the_affine_aligned_scores_of_an_inverted_picture():
     scores = ImageScores.of(reconstruction_scores(x, 1.0 - x))
     assert scores.mean_ssim < 0 and scores.mean_affine_aligned_ssim > 0.99
     assert ImageScores.from_dict(scores.to_dict()) == scores
+
+
+def test_a_record_written_before_a_field_existed_reads_as_it_ran_not_as_the_default_now():
+    from unsplit_tf.attacks.inversion import SDARConfig
+
+    stored = AttackInfo.of("sdar", None, SDARConfig()).config
+    older = AttackInfo("sdar", None, {k: v for k, v in stored.items() if k != "simulator_steps"})
+    assert SDARConfig().simulator_steps == 3 and older.config_as(SDARConfig).simulator_steps == 1
+    assert AttackInfo("sdar", None, stored).config_as(SDARConfig).simulator_steps == 3

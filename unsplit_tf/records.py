@@ -33,6 +33,9 @@ SCHEMA_VERSION = 1
 KIND_KEY = "kind"
 SCHEMA_KEY = "schema"
 ARRAYS = "arrays"  # field metadata flag: kept out of the JSON, stored as .npz beside it
+ABSENT = "absent"
+"""Field metadata key: the value a record written before the field existed ran with (when it differs from the
+field's default now), so that an older record is never read as having used a newer default."""
 
 R = TypeVar("R", bound="Record")
 T = TypeVar("T")
@@ -112,6 +115,8 @@ def _decode_dataclass(cls: type, value: Any, where: str) -> Any:
     for item in stored:
         if item.name in value:
             kwargs[item.name] = _decode(hints[item.name], value[item.name], f"{where}.{item.name}")
+        elif ABSENT in item.metadata:
+            kwargs[item.name] = item.metadata[ABSENT]
         elif item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
             raise RecordError(f"{where}: {cls.__name__} needs key {item.name!r}")
     try:

@@ -44,6 +44,7 @@ from unsplit_tf.attacks.inversion._auxiliary import (
 )
 from unsplit_tf.attacks.inversion._networks import apply, decode, decoder, discriminator, mmd, real_fake_losses
 from unsplit_tf.protocol import WireRecord, cross_entropy
+from unsplit_tf.records import ABSENT
 from unsplit_tf.scoring import SSIM_FILTER_SIZE
 from unsplit_tf.split import attacker_seed
 
@@ -81,7 +82,9 @@ class SDARConfig:
     critic_width: int = 32  # filters of the discriminators' first layer
     simulator: Simulator = "client"  # "client": the client's architecture; "generic": one of the attacker's own
     seed: int = 0  # the attacker's networks and its aux batches
-    simulator_steps: int = 3  # simulator updates per observed batch, each on fresh aux images against that batch (SDAR: 1)
+    # simulator updates per observed batch, each on fresh aux images against that batch (SDAR: 1, as every record
+    # written before this field)
+    simulator_steps: int = dataclasses.field(default=3, metadata={ABSENT: 1})
 
     def __post_init__(self) -> None:
         check.at_least("batch_size", self.batch_size, 1)
