@@ -210,7 +210,10 @@ def run(args: argparse.Namespace) -> int:
     datasets = {name: load_data(argparse.Namespace(dataset=name, data_dir=dirs.get(name, dirs.get(None)))) for name in names}
     cells = []
     for name, data in datasets.items():
-        depths, model = (user_model_depths(args, data), model_file(args.model)) if args.model else (args.depths or list(paper_depths(name)), {})
+        if args.model:
+            depths, model = user_model_depths(args, data), model_file(args.model)
+        else:
+            depths, model = args.depths or list(paper_depths(name)), {}
         if "unsplit" in families:
             plain = [attack for attack in attacks if attack not in streams or not args.observations]
             cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
