@@ -69,7 +69,8 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
 
 @pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),
                                          (["--observations", "65"], "more than the 64 training images"),
-                                         (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit")])
+                                         (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit"),
+                                         (["--observations", "5", "--restarts", "2"], "needs at least 3 restarts")])
 def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
     code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and says in err and "Traceback" not in err

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.attacks.inversion import InversionConfig, invert, preset, restart_seed, total_variation, uses_xla
+from unsplit_tf.attacks.inversion import InversionConfig, disagreement, invert, preset, restart_seed, total_variation, uses_xla
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
 from unsplit_tf.split import clone_architecture, split_model
@@ -108,6 +108,23 @@ def test_interrupt_keeps_what_was_finished(depth1_client):
     assert list(result.rounds_run) == [4, 2, 0]
     assert not np.allclose(result.reconstructions[0], 0.5)
     np.testing.assert_array_equal(result.reconstructions[2], np.full((28, 28, 1), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("keep", ["matching", "consensus"])
+def test_a_restart_interrupted_midway_never_replaces_a_finished_one(depth1_client, keep):
+    rounds = []
+
+    def stop_in_the_second_restart(report):
+        rounds.append(report.round)
+        if len(rounds) == TINY.main_iters + 1:
+            raise KeyboardInterrupt
+
+    observed = depth1_client(smooth_images(3))
+    result = invert(depth1_client, observed, TINY.replace(restarts=3, keep=keep), on_round=stop_in_the_second_restart)
+    first = invert(depth1_client, observed, TINY)
+    assert result.interrupted and len(result.restart_losses) == 2 and len(result.restart_scores) == 1
+    assert result.finished.all()
+    np.testing.assert_allclose(result.reconstructions, first.reconstructions, atol=1e-6)
 
 
 @pytest.mark.parametrize("jit", [True, False])
@@ -248,6 +265,30 @@ def test_restarts_keep_the_lowest_matching_loss(depth1_client):
     assert result.image_steps == sum(single.image_steps for single in singles) == 3 * 4 * TINY.steps_per_target
     assert result.seconds > max(single.seconds for single in singles) / 2  # every restart's time, not the kept one's
     assert restart_seed(0, 0) == 0 and restart_seed(0, 1) not in range(0, 100)
+
+
+def test_restarts_can_keep_the_one_the_others_agree_with(depth1_client):
+    observed = depth1_client(smooth_images(4))
+    result = invert(depth1_client, observed, TINY.replace(restarts=3, keep="consensus"))
+    singles = [invert(depth1_client, observed, TINY.replace(seed=restart_seed(0, r))) for r in range(3)]
+    np.testing.assert_allclose(result.restart_scores, disagreement([s.reconstructions for s in singles]), rtol=1e-4)
+    np.testing.assert_allclose(result.restart_losses, [s.final_matching_loss for s in singles], rtol=1e-5)
+    best = singles[int(np.argmin(result.restart_scores))]
+    np.testing.assert_allclose(result.reconstructions, best.reconstructions, atol=1e-6)
+
+
+def test_disagreement_singles_out_the_failed_run_whatever_the_intensities():
+    pictures = smooth_images(5)
+    failed = pictures.copy()
+    failed[:, 8:16, 8:16] = 1.0 - failed[:, 8:16, 8:16]  # a patch of inverted intensity inside
+    runs = [pictures, 0.3 + 0.5 * pictures, failed, 1.0 - pictures]  # dimmed and inverted copies agree fully
+    scores = disagreement(runs)
+    assert int(np.argmax(scores)) == 2 and scores[[0, 1, 3]] == pytest.approx([scores[0]] * 3, rel=1e-4)
+    assert disagreement([pictures, pictures, pictures]) == pytest.approx([0, 0, 0], abs=1e-6)
+    with pytest.raises(ValueError, match="keep must be one of matching, consensus"):
+        InversionConfig(keep="smoothest")
+    with pytest.raises(ValueError, match="at least 3 restarts; give restarts=3 or more, or keep='matching'"):
+        InversionConfig(keep="consensus", restarts=2)
 
 
 def test_the_batch_norm_residual_model_leaks_through_its_first_block():

@@ -94,7 +94,8 @@ def print_stream_result(args: argparse.Namespace) -> None:
     run = run_inversion(data, config, victim=VictimSpec(depth=args.depth, training=default_training(args.seed)),
                         observations=args.observations, preset=defaults.STREAM_PRESET).run
     rate = run.timings.image_steps_per_second
-    print(f"  attack {run.timings.attack_seconds:.0f} s ({rate:,.0f} image-steps/s), training {run.timings.train_seconds:.0f} s")
+    restarts = f" for {config.restarts} restarts kept by {config.keep}, {run.timings.attack_seconds / config.restarts:.0f} s each" if config.restarts > 1 else ""
+    print(f"  attack {run.timings.attack_seconds:.0f} s{restarts} ({rate:,.0f} image-steps/s), training {run.timings.train_seconds:.0f} s")
     print(f"  {run.summary()}")
     for evaluation in run.evaluations[1:]:
         print(f"  {evaluation.name}: MSE {evaluation.reconstruction.mean_mse:.4f}, SSIM {evaluation.reconstruction.mean_ssim:.3f}")

@@ -41,7 +41,7 @@ from pathlib import Path
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
-from unsplit_tf.attacks.inversion import MODES, PRESETS, PRIORS, RoundReport, preset
+from unsplit_tf.attacks.inversion import KEEPS, MODES, PRESETS, PRIORS, RoundReport, preset
 from unsplit_tf.cli._common import (
     CliError,
     Interrupted,
@@ -101,6 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "reach white: the intensities are pinned after every round; the default in stream mode on "
                         f"{' and '.join(defaults.IMAGE_PRIORS)}), dark_background (only flips x_hat if its frame is "
                         "brighter), none")
+    parser.add_argument("--keep", choices=KEEPS, help="with --restarts: keep the restart with the lowest matching loss, or the one "
+                        "whose pictures the other restarts agree with (consensus; at least 3 restarts; default: the preset's)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -144,6 +146,8 @@ def attack_config(args: argparse.Namespace):
         changes["box"] = None
     if args.prior:
         changes["prior"] = args.prior
+    if args.keep:
+        changes["keep"] = args.keep
     if args.stream_batch is not None:
         changes["batch_size"] = args.stream_batch
     if args.mode:
@@ -159,7 +163,7 @@ def attack_config(args: argparse.Namespace):
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "prior", "stream_batch", "tensorboard", "observations")
+    given += [name for name in ("lr", "box", "mode", "prior", "keep", "stream_batch", "tensorboard", "observations")
               if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset is not None else []
@@ -238,8 +242,9 @@ def run(args: argparse.Namespace) -> int:
     observations = args.observations or 0
     if args.attack == "unsplit":
         seen = f" + the last {observations} training examples observed" if observations else ""
+        restarts = f", {config.restarts} restarts kept by {config.keep}" if config.restarts > 1 else ""
         print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
-              f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target")
+              f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
     else:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
@@ -267,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
     write_outputs(out, outcome, data)
     record = outcome.run
     print(record.summary())
+    print_restarts(outcome.result)
     for extra in record.evaluations[1:]:
         scores = extra.reconstruction
         print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
@@ -276,11 +282,24 @@ def run(args: argparse.Namespace) -> int:
     if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
         raise Interrupted(f"training stopped after {record.victim.training.steps_done} steps; the attack, as it stood "
                           f"then, is scored above and in {out / MARKER}")
+    if record.interrupted and len(getattr(outcome.result, "restart_scores", ())) < len(getattr(outcome.result, "restart_losses", ())):
+        raise Interrupted(f"stopped in restart {len(outcome.result.restart_losses)}; the restarts finished before are "
+                          f"compared and the one kept is scored above and in {out / MARKER}")
     if record.interrupted:
         attacked = record.headline.reconstruction.n
         raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
                           f"the scores above and {out / MARKER} cover those only")
     return 0
+
+
+def print_restarts(result) -> None:
+    """Which of UnSplit's restarts was kept, and by what (nothing for one restart or another family)."""
+    scores = getattr(result, "restart_scores", ())
+    if len(scores) < 2:
+        return
+    kept = int(scores.argmin())
+    what = "disagreement with the others" if result.config.keep == "consensus" and len(scores) >= 3 else "final matching loss"
+    print(f"  restarts: kept {kept + 1} of {len(scores)}, the lowest {what} ({' / '.join(f'{v:.4f}' for v in scores)})")
 
 
 def write_outputs(out: Path, outcome, data) -> None:

@@ -5,6 +5,7 @@ from the cut-layer activations and the client's architecture alone).
 """
 
 from unsplit_tf.attacks.inversion.unsplit import (
+    KEEPS,
     MODES,
     PRESETS,
     PRIOR_ASSUMPTIONS,
@@ -14,6 +15,7 @@ from unsplit_tf.attacks.inversion.unsplit import (
     InversionResult,
     RoundReport,
     calibrate_batch_norm,
+    disagreement,
     invert,
     preset,
     restart_seed,
@@ -22,6 +24,7 @@ from unsplit_tf.attacks.inversion.unsplit import (
 )
 
 __all__ = [
+    "KEEPS",
     "MODES",
     "PRESETS",
     "PRIOR_ASSUMPTIONS",
@@ -31,6 +34,7 @@ __all__ = [
     "InversionResult",
     "RoundReport",
     "calibrate_batch_norm",
+    "disagreement",
     "invert",
     "preset",
     "restart_seed",
