@@ -99,7 +99,7 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert paper == PRESETS["paper"] and (paper.lambda_l2, paper.main_iters, paper.box) == (1.0, 1000, None)
     stream = PRESETS["stream"].replace(seed=0, prior="black_background")  # the stream's own, with the data's prior
     assert attack_config(parse("invert", ["--observations", "10"])) == stream
-    assert (stream.restarts, stream.keep) == (3, "consensus")  # restarts kept by the run the others agree with
+    assert (stream.restarts, stream.keep) == (3, "matching+agreement")  # ranks by matching loss and agreement
     assert attack_config(parse("invert", ["--observations", "10", "--keep", "matching"])).keep == "matching"
     tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
     assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")

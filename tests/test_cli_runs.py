@@ -51,7 +51,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *preset_restarts, "--observations", "20", "--out", str(out)], capsys)
     assert code == 0, err
     assert "stream" in stdout and "the last 20 training examples observed" in stdout and "observed sample (20 train images)" in stdout
-    assert "3 restarts kept by consensus" in stdout and "restarts: kept" in stdout and "disagreement with the others" in stdout
+    assert "3 restarts kept by matching+agreement" in stdout and "ranks by matching loss and agreement (matching loss" in stdout
     assert (out / "observed_grid.png").exists()
     saved = np.load(out / "reconstructions.npz")
     assert saved["observed_reconstructions"].shape == (20, 28, 28, 1) and len(set(saved["observed_indices"].tolist())) == 20
@@ -59,7 +59,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert record["threat_model"]["observed_examples"] == 20
     assert record["attack"]["preset"] == "stream" and "attack: stream preset" in stdout  # the flag picks the stream preset
     assert record["attack"]["config"]["prior"] == "black_background"  # Fashion-MNIST's pictures: objects on black
-    assert (record["attack"]["config"]["restarts"], record["attack"]["config"]["keep"]) == (3, "consensus")
+    assert (record["attack"]["config"]["restarts"], record["attack"]["config"]["keep"]) == (3, "matching+agreement")
     assert "objects on black" in record["threat_model"]["image_prior"]
 
 

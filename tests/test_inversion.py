@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.attacks.inversion import InversionConfig, disagreement, invert, preset, restart_seed, total_variation, uses_xla
+from unsplit_tf.attacks.inversion import InversionConfig, choose_restart, disagreement, invert, preset, restart_seed, total_variation, uses_xla
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
 from unsplit_tf.split import clone_architecture, split_model
@@ -110,7 +110,7 @@ def test_interrupt_keeps_what_was_finished(depth1_client):
     np.testing.assert_array_equal(result.reconstructions[2], np.full((28, 28, 1), 0.5, np.float32))
 
 
-@pytest.mark.parametrize("keep", ["matching", "consensus"])
+@pytest.mark.parametrize("keep", ["matching", "matching+agreement"])
 def test_a_restart_interrupted_midway_never_replaces_a_finished_one(depth1_client, keep):
     rounds = []
 
@@ -122,7 +122,7 @@ def test_a_restart_interrupted_midway_never_replaces_a_finished_one(depth1_clien
     observed = depth1_client(smooth_images(3))
     result = invert(depth1_client, observed, TINY.replace(restarts=3, keep=keep), on_round=stop_in_the_second_restart)
     first = invert(depth1_client, observed, TINY)
-    assert result.interrupted and len(result.restart_losses) == 2 and len(result.restart_scores) == 1
+    assert result.interrupted and len(result.restart_losses) == 2 and result.kept_restart == 0
     assert result.finished.all()
     np.testing.assert_allclose(result.reconstructions, first.reconstructions, atol=1e-6)
 
@@ -267,14 +267,25 @@ def test_restarts_keep_the_lowest_matching_loss(depth1_client):
     assert restart_seed(0, 0) == 0 and restart_seed(0, 1) not in range(0, 100)
 
 
-def test_restarts_can_keep_the_one_the_others_agree_with(depth1_client):
+@pytest.mark.parametrize("keep", ["agreement", "matching+agreement"])
+def test_restarts_can_be_kept_by_their_agreement_with_the_others(depth1_client, keep):
     observed = depth1_client(smooth_images(4))
-    result = invert(depth1_client, observed, TINY.replace(restarts=3, keep="consensus"))
+    result = invert(depth1_client, observed, TINY.replace(restarts=3, keep=keep))
     singles = [invert(depth1_client, observed, TINY.replace(seed=restart_seed(0, r))) for r in range(3)]
-    np.testing.assert_allclose(result.restart_scores, disagreement([s.reconstructions for s in singles]), rtol=1e-4)
+    np.testing.assert_allclose(result.restart_disagreement, disagreement([s.reconstructions for s in singles]), rtol=1e-4)
     np.testing.assert_allclose(result.restart_losses, [s.final_matching_loss for s in singles], rtol=1e-5)
-    best = singles[int(np.argmin(result.restart_scores))]
-    np.testing.assert_allclose(result.reconstructions, best.reconstructions, atol=1e-6)
+    assert result.kept_restart == choose_restart(keep, result.restart_losses, result.restart_disagreement)
+    np.testing.assert_allclose(result.reconstructions, singles[result.kept_restart].reconstructions, atol=1e-6)
+
+
+def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():
+    losses = np.array([0.01, 0.02, 0.03])
+    assert choose_restart("matching", losses, np.array([0.5, 0.2, 0.3])) == 0
+    assert choose_restart("agreement", losses, np.array([0.5, 0.2, 0.3])) == 1
+    assert choose_restart("matching+agreement", losses, np.array([0.5, 0.2, 0.3])) == 1  # ranks 0+2, 1+0, 2+1
+    assert choose_restart("matching+agreement", losses, np.array([0.3, 0.1, 0.5])) == 1  # a tie of ranks: more agreement
+    assert choose_restart("matching+agreement", losses, np.array([0.2, 0.3, 0.1])) == 0  # ranks 0+1, 1+2, 2+0
+    assert choose_restart("matching+agreement", losses, np.zeros(0)) == 0  # fewer than 3 finished: matching
 
 
 def test_disagreement_singles_out_the_failed_run_whatever_the_intensities():
@@ -285,10 +296,10 @@ def test_disagreement_singles_out_the_failed_run_whatever_the_intensities():
     scores = disagreement(runs)
     assert int(np.argmax(scores)) == 2 and scores[[0, 1, 3]] == pytest.approx([scores[0]] * 3, rel=1e-4)
     assert disagreement([pictures, pictures, pictures]) == pytest.approx([0, 0, 0], abs=1e-6)
-    with pytest.raises(ValueError, match="keep must be one of matching, consensus"):
-        InversionConfig(keep="smoothest")
+    with pytest.raises(ValueError, match="keep must be one of matching, agreement, matching\\+agreement"):
+        InversionConfig(keep="consensus")
     with pytest.raises(ValueError, match="at least 3 restarts; give restarts=3 or more, or keep='matching'"):
-        InversionConfig(keep="consensus", restarts=2)
+        InversionConfig(keep="matching+agreement", restarts=2)
 
 
 def test_the_batch_norm_residual_model_leaks_through_its_first_block():

@@ -101,8 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "reach white: the intensities are pinned after every round; the default in stream mode on "
                         f"{' and '.join(defaults.IMAGE_PRIORS)}), dark_background (only flips x_hat if its frame is "
                         "brighter), none")
-    parser.add_argument("--keep", choices=KEEPS, help="with --restarts: keep the restart with the lowest matching loss, or the one "
-                        "whose pictures the other restarts agree with (consensus; at least 3 restarts; default: the preset's)")
+    parser.add_argument("--keep", choices=KEEPS, help="with --restarts: keep the restart with the lowest matching loss, the one "
+                        "whose pictures the other restarts agree with, or the best of both ranks (these two need at least 3 "
+                        "restarts; default: the preset's, matching+agreement in stream mode)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -282,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
         raise Interrupted(f"training stopped after {record.victim.training.steps_done} steps; the attack, as it stood "
                           f"then, is scored above and in {out / MARKER}")
-    if record.interrupted and len(getattr(outcome.result, "restart_scores", ())) < len(getattr(outcome.result, "restart_losses", ())):
+    if record.interrupted and len(getattr(outcome.result, "restart_losses", ())) > 1:
         raise Interrupted(f"stopped in restart {len(outcome.result.restart_losses)}; the restarts finished before are "
                           f"compared and the one kept is scored above and in {out / MARKER}")
     if record.interrupted:
@@ -293,13 +294,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_restarts(result) -> None:
-    """Which of UnSplit's restarts was kept, and by what (nothing for one restart or another family)."""
-    scores = getattr(result, "restart_scores", ())
-    if len(scores) < 2:
+    """Which of UnSplit's restarts was kept, and what it was compared by (nothing for one restart or another family)."""
+    losses, apart = getattr(result, "restart_losses", ()), getattr(result, "restart_disagreement", ())
+    if len(losses) < 2:
         return
-    kept = int(scores.argmin())
-    what = "disagreement with the others" if result.config.keep == "consensus" and len(scores) >= 3 else "final matching loss"
-    print(f"  restarts: kept {kept + 1} of {len(scores)}, the lowest {what} ({' / '.join(f'{v:.4f}' for v in scores)})")
+    by = {"agreement": "agreement with the others", "matching+agreement": "ranks by matching loss and agreement"}
+    what = by[result.config.keep] if len(apart) else "final matching loss"
+    apart_text = f"; disagreement {' / '.join(f'{v:.2f}' for v in apart)}" if len(apart) else ""
+    print(f"  restarts: kept {result.kept_restart + 1} of {len(losses)}, by {what} "
+          f"(matching loss {' / '.join(f'{v:.4f}' for v in losses)}{apart_text})")
 
 
 def write_outputs(out: Path, outcome, data) -> None:
