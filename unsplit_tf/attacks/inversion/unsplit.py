@@ -146,8 +146,8 @@ class InversionConfig:
 # (observed-sample MSE, seed 1: 0.067 -> 0.031, seed 4: 0.158 -> 0.082) but kept worse runs on seeds 0, 2 and 5: in
 # this mode a lower matching loss is no better picture. Kept by the best sum of ranks by matching loss and by
 # agreement with the other restarts (`choose_restart`), 3 restarts met the bar (targets MSE <= 0.05, SSIM >= 0.4,
-# clone >= 75 %) on 8 of the 9 seed-and-depth runs where one of the three restarts met it, and kept the best of
-# the three on 11 of 12 (the matching loss alone: 7 and 3; agreement alone: 8 and 10; docs/ALGORITHMS.md). So 3
+# clone >= 75 %) on 9 of the 10 seed-and-depth runs where one of the three restarts met it, and kept the best of
+# the three on 12 of 13 (the matching loss alone: 8 and 3; agreement alone: 9 and 11; docs/ALGORITHMS.md). So 3
 # restarts kept that way are the default, at three times the attack time (about 6 minutes at depth 3 on one core;
 # `--restarts 1` for one run). With 5 restarts on the four hardest seeds it kept a bar-meeting run on all three
 # where one existed.
