@@ -150,11 +150,14 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     argv = [*common, "--datasets", "mnist", "--depths", "1", "--budget", "1x2+2", "--epochs", "1", "--targets", "2",
             "--label-samples", "0", "--results", str(tmp_path / "r")]
     code, _, err = run_verb("sweep", [*argv, "--observations", "10"], capsys)
-    assert code == 2 and "tuned:stream" in err
-    code, stdout, err = run_verb("sweep", [*argv, "--attack", "tuned:stream", "--attack", "tuned:batched", "--observations", "10"], capsys)
+    assert code == 2 and "stream:stream" in err
+    code, stdout, err = run_verb("sweep", [*argv, "--attack", "stream:stream", "--attack", "tuned:batched", "--observations", "10"], capsys)
     assert code == 0, err
-    records = [strict_json(path) for path in (tmp_path / "r" / "cells").glob("*.json")]
-    assert sorted(r["threat_model"]["observed_examples"] for r in records) == [0, 10]  # batched, and stream on its axis
+    records = sorted((strict_json(path) for path in (tmp_path / "r" / "cells").glob("*.json")),
+                     key=lambda r: r["threat_model"]["observed_examples"])
+    assert [r["threat_model"]["observed_examples"] for r in records] == [0, 10]  # batched, and stream on its axis
+    stream = records[1]["attack"]["config"]
+    assert (stream["restarts"], stream["keep"], stream["main_iters"]) == (3, "matching+agreement", 1)  # the preset, the budget
 
 
 def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common, capsys):

@@ -5,7 +5,7 @@
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
     unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
-    unsplit-tf sweep --attack tuned:stream --observations 1000 10000  # UnSplit on the observed training stream
+    unsplit-tf sweep --attack stream:stream --budget 15x20+20 --observations 1000 10000  # UnSplit on the training stream
     unsplit-tf sweep --model mine.keras --layers block1_out block2_out   # your own saved model, cut after each layer
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
     unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
@@ -197,7 +197,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
     if args.observations and not (streams and "unsplit" in families):
-        raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. tuned:stream)")
+        raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream --budget 15x20+20, "
+                       "the stream preset as `invert --observations` runs it)")
     if any(n < 1 for n in args.observations or []):
         raise CliError(f"--observations must be at least 1, got {' '.join(map(str, args.observations))}")
     check_user_model_flags(args, names, auxiliary)
