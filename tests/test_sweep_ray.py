@@ -172,3 +172,45 @@ def test_bad_resource_requests_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="num_cpus sizes a local Ray only"):
         sweep(address="auto", num_cpus=2)
     assert attempts(tmp_path) == {} and not store.keys() and no_claims(store, cells)
+
+
+class FakeRay:
+    """What `_Driver` calls of Ray, over refs that are cell keys: `back` have come back, `broken` of them raised."""
+
+    def __init__(self, back: list[str], broken: set[str]) -> None:
+        self.back, self.broken, self.cancelled = back, broken, []
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        ready = [ref for ref in self.back if ref in refs]
+        return (ready if timeout == 0 else ready[:num_returns]), [ref for ref in refs if ref not in self.back]
+
+    def get(self, ref):
+        if ref in self.broken:
+            raise ValueError(f"cell {ref} is broken")
+        return f"run of {ref}"
+
+    def cancel(self, ref, force):
+        self.cancelled.append(ref)
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_only_cells_still_running_are_cancelled(monkeypatch, interrupt):
+    # Ray 2.60 aborts the driver (exit code 1) when a task is force-cancelled while its reply is handled:
+    # a cell that raised, or came back during Ctrl-C, must not be cancelled.
+    from unsplit_tf import sweep_ray
+
+    cells = plan(depths=(1, 2, 3))
+    finished, broken, running = (cell.key for cell in cells)
+    fake = FakeRay(back=[finished, broken] if interrupt else [broken], broken={broken})
+    monkeypatch.setattr(sweep_ray, "ray", fake)
+    saved = []
+
+    def press_ctrl_c(event):
+        if event.status == "finished":
+            raise KeyboardInterrupt
+
+    todo = cells if interrupt else cells[1:]
+    driver = sweep_ray._Driver(todo, done=lambda cell: False, save=lambda cell, run: saved.append(run), on_event=press_ctrl_c)
+    with pytest.raises(KeyboardInterrupt if interrupt else ValueError):
+        driver.run(lambda cell: cell.key, capacity=len(todo))
+    assert fake.cancelled == [running] and saved == ([f"run of {finished}"] if interrupt else [])

@@ -118,7 +118,8 @@ class _Driver:
                 if not self.pending:
                     return
                 ready, _ = ray.wait(list(self.pending), num_returns=1)
-                self._store(ready[0], ray.get(ready[0]))
+                cell = self.pending.pop(ready[0])  # out of `pending` before it is read: a cell that raised is not cancelled
+                self._store(cell, ray.get(ready[0]))
         except KeyboardInterrupt:
             self._store_what_came_back()
             self._cancel()
@@ -135,24 +136,29 @@ class _Driver:
                 return cell
         return None
 
-    def _store(self, ref: ray.ObjectRef, run: Run) -> None:
-        cell = self.pending.pop(ref)
+    def _store(self, cell: Cell, run: Run) -> None:
         self.save(cell, run)
         self._notify("finished", cell, run)
 
     def _store_what_came_back(self) -> None:
         ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0) if self.pending else ([], [])
         for ref in ready:
+            cell = self.pending.pop(ref)
             try:
                 run = ray.get(ref)
             except Exception:  # a failed cell stores nothing
                 continue
-            cell = self.pending.pop(ref)
             self.save(cell, run)
 
     def _cancel(self) -> None:
-        for ref in self.pending:
-            ray.cancel(ref, force=True)  # kills the worker: a cell deep in TensorFlow would not see a softer cancel
+        """Kill the workers of the cells still running (a cell deep in TensorFlow would not see a softer cancel).
+
+        Only tasks that have not come back: Ray 2.60 aborts the driver (a failed check, exit code 1) when a
+        task is force-cancelled while its reply is being processed, as happened to a cell that had raised.
+        """
+        _, running = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0) if self.pending else ([], [])
+        for ref in running:
+            ray.cancel(ref, force=True)
 
     def _notify(self, status: str, cell: Cell, run: Run | None = None) -> None:
         _notify(self.on_event, self.pace.event(status, cell, running=len(self.pending), left=len(self.waiting), run=run))
