@@ -51,7 +51,8 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *preset_restarts, "--observations", "20", "--out", str(out)], capsys)
     assert code == 0, err
     assert "stream" in stdout and "the last 20 training examples observed" in stdout and "observed sample (20 train images)" in stdout
-    assert "3 restarts kept by matching+agreement" in stdout and "ranks by matching loss and agreement (matching loss" in stdout
+    assert "3 restarts kept by matching+agreement after 1 of 2 rounds, only the kept one running on" in stdout  # the preset's screen
+    assert "ranks by matching loss and agreement after 1 of 2 rounds, only the kept one running on (matching loss" in stdout
     assert (out / "observed_grid.png").exists()
     saved = np.load(out / "reconstructions.npz")
     assert saved["observed_reconstructions"].shape == (20, 28, 28, 1) and len(set(saved["observed_indices"].tolist())) == 20
@@ -60,6 +61,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert record["attack"]["preset"] == "stream" and "attack: stream preset" in stdout  # the flag picks the stream preset
     assert record["attack"]["config"]["prior"] == "black_background"  # Fashion-MNIST's pictures: objects on black
     assert (record["attack"]["config"]["restarts"], record["attack"]["config"]["keep"]) == (3, "matching+agreement")
+    assert record["attack"]["config"]["screen"] == pytest.approx(1 / 3)
     assert "objects on black" in record["threat_model"]["image_prior"]
 
 
@@ -73,7 +75,9 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
 @pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),
                                          (["--observations", "65"], "more than the 64 training images"),
                                          (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit"),
-                                         (["--observations", "5", "--restarts", "2"], "needs at least 3 restarts")])
+                                         (["--observations", "5", "--restarts", "2"], "needs at least 3 restarts"),
+                                         (["--screen", "0.3"], "add --observations N"),
+                                         (["--observations", "5", "--screen", "1"], "a share of the rounds")])
 def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
     code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and says in err and "Traceback" not in err
@@ -83,7 +87,7 @@ def test_impossible_observations_are_one_clear_line_before_any_work(flags, says,
 def test_ctrl_c_during_the_attack_writes_the_attacked_targets_and_exits_130(tmp_path, common, capsys, monkeypatch):
     import unsplit_tf.attacks.inversion.unsplit as unsplit
 
-    original = unsplit._optimise
+    original = unsplit._Attempt._optimise
     calls = []
 
     def interrupt_second_target(*args, **kwargs):  # sequential mode: one target per group
@@ -92,7 +96,7 @@ def test_ctrl_c_during_the_attack_writes_the_attacked_targets_and_exits_130(tmp_
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(unsplit, "_optimise", interrupt_second_target)
+    monkeypatch.setattr(unsplit._Attempt, "_optimise", interrupt_second_target)
     out = tmp_path / "run"
     code, _, err = run_verb("invert", [*common, "--epochs", "1", *TINY_ATTACK, "--mode", "sequential", "--out", str(out)], capsys)
     assert code == 130 and "Traceback" not in err and "1 of 3 targets" in err

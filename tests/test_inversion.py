@@ -193,6 +193,9 @@ def test_paper_defaults():
         ({"restarts": 0}, "restarts must be at least 1"),
         ({"main_iters": 2.5}, "main_iters must be a whole number"),
         ({"prior": "bright"}, "prior must be one of none, dark_background"),
+        ({"screen": -0.1}, "screen is a share of the rounds, at least 0 and below 1"),
+        ({"screen": 1.0, "mode": "stream", "restarts": 3}, "below 1, got 1.0"),
+        ({"screen": float("nan")}, "screen must be a finite number"),
     ],
 )
 def test_bad_config_is_refused(changes, message):
@@ -276,6 +279,22 @@ def test_restarts_can_be_kept_by_their_agreement_with_the_others(depth1_client, 
     np.testing.assert_allclose(result.restart_losses, [s.final_matching_loss for s in singles], rtol=1e-5)
     assert result.kept_restart == choose_restart(keep, result.restart_losses, result.restart_disagreement)
     np.testing.assert_allclose(result.reconstructions, singles[result.kept_restart].reconstructions, atol=1e-6)
+
+
+def test_screened_restarts_compare_part_way_and_the_kept_one_runs_on_as_if_alone(depth1_client):
+    observed = depth1_client(smooth_images(16))
+    config = STREAM.replace(restarts=3, keep="matching+agreement", screen=0.3)
+    assert (config.screen_rounds, config.rounds_in_all) == (3, 3 * 3 + 5)  # 0.3 of 8 rounds, rounded up
+    assert config.replace(restarts=1).rounds_in_all == 8  # one restart: nothing to compare
+    assert config.replace(mode="batched").rounds_in_all == 3 * 8  # stream mode only
+    result = invert(depth1_client, observed, config)
+    singles = [invert(depth1_client, observed, STREAM.replace(seed=restart_seed(0, r))) for r in range(3)]
+    at_round_3 = [np.mean([history[2] for history in single.matching_loss]) for single in singles]
+    np.testing.assert_allclose(result.restart_losses, at_round_3, rtol=1e-5)  # compared after 3 of 8 rounds
+    assert result.kept_restart == choose_restart(config.keep, result.restart_losses, result.restart_disagreement)
+    np.testing.assert_allclose(result.reconstructions, singles[result.kept_restart].reconstructions, atol=1e-6)
+    assert list(result.rounds_run) == [8] * 16 and result.finished.all()
+    assert result.image_steps == (3 * 3 + 5) * 16 * (20 + 10)  # three restarts to round 3, one on to round 8
 
 
 def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():

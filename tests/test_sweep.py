@@ -267,3 +267,6 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     assert "-r3-" in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # not the cells of one restart
     parts = InversionCell("f_mnist", "tag", 2, preset="paper").key.split("-")
     assert not any(part[0] == "r" and part[1:].isdigit() for part in parts)  # the keys of stored paper cells stand
+    stream = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000).key
+    assert "-r3-sc0.33-" in stream  # restarts compared after a third of the rounds: not the cells compared at the end
+    assert "-sc" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key

@@ -162,8 +162,10 @@ class InversionCell:
         parts += [f"n{self.train_samples}"] if self.train_samples is not None else []
         parts += [f"aux{self.aux}"] if self.aux else []
         parts += [f"o{self.observations}"] if self.observations else []
-        restarts = preset(self.preset).restarts if self.attack == "unsplit" else 1
+        config = preset(self.preset).replace(mode=self.mode) if self.attack == "unsplit" else None
+        restarts = config.restarts if config else 1
         parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
+        parts += [f"sc{config.screen:.2f}"] if config and config.screen_rounds < config.main_iters else []  # so did stream's screen
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
         parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
         return "-".join(parts + [self.data_tag])

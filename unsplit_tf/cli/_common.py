@@ -141,3 +141,10 @@ def load_data(args: argparse.Namespace):
         print(f"note: {warning.message}")
     print(f"data: {data.name} from {data.source}: {len(data.x_train)} train / {len(data.x_test)} test images")
     return data
+
+
+def screened(config) -> str:
+    """When restarts are compared part-way (`screen`), after which round; nothing when they are compared at the end."""
+    if config.screen_rounds == config.main_iters:
+        return ""
+    return f" after {config.screen_rounds} of {config.main_iters} rounds, only the kept one running on"

@@ -51,6 +51,7 @@ from unsplit_tf.cli._common import (
     finite_float,
     load_data,
     main_of,
+    screened,
     train_config,
 )
 from unsplit_tf.cli._model import load_user_model
@@ -104,6 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", choices=KEEPS, help="with --restarts: keep the restart with the lowest matching loss, the one "
                         "whose pictures the other restarts agree with, or the best of both ranks (these two need at least 3 "
                         "restarts; default: the preset's, matching+agreement in stream mode)")
+    parser.add_argument("--screen", type=finite_float, metavar="SHARE",
+                        help="stream mode with --restarts: compare the restarts after this share of the rounds and run only "
+                             "the one kept to the end (0: compare them at the end; default: the preset's)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -149,6 +153,8 @@ def attack_config(args: argparse.Namespace):
         changes["prior"] = args.prior
     if args.keep:
         changes["keep"] = args.keep
+    if args.screen is not None:
+        changes["screen"] = args.screen
     if args.stream_batch is not None:
         changes["batch_size"] = args.stream_batch
     if args.mode:
@@ -164,7 +170,7 @@ def attack_config(args: argparse.Namespace):
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "prior", "keep", "stream_batch", "tensorboard", "observations")
+    given += [name for name in ("lr", "box", "mode", "prior", "keep", "screen", "stream_batch", "tensorboard", "observations")
               if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset is not None else []
@@ -192,6 +198,8 @@ def check_flags(args: argparse.Namespace) -> None:
         raise CliError("--layer needs --model (or --architecture resnet20); the reference nets are cut with --depth")
     if args.layer and args.depth is not None:
         raise CliError("give --layer or --depth, not both")
+    if args.screen and not args.observations:
+        raise CliError("--screen compares restarts part-way through a stream attack: add --observations N")
     if args.targets < 1:
         raise CliError(f"--targets must be at least 1, got {args.targets}")
     if args.observations is not None:
@@ -243,14 +251,14 @@ def run(args: argparse.Namespace) -> int:
     observations = args.observations or 0
     if args.attack == "unsplit":
         seen = f" + the last {observations} training examples observed" if observations else ""
-        restarts = f", {config.restarts} restarts kept by {config.keep}" if config.restarts > 1 else ""
+        restarts = f", {config.restarts} restarts kept by {config.keep}{screened(config)}" if config.restarts > 1 else ""
         print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
               f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
     else:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
-    rounds_in_all = (args.targets + observations) * getattr(config, "main_iters", 0) * getattr(config, "restarts", 1)
+    rounds_in_all = (args.targets + observations) * getattr(config, "rounds_in_all", 0)
     attack_bar = Progress(rounds_in_all, "round", label="attack")
     scalars, rounds = Scalars(board), [0]
 
@@ -299,7 +307,7 @@ def print_restarts(result) -> None:
     if len(losses) < 2:
         return
     by = {"agreement": "agreement with the others", "matching+agreement": "ranks by matching loss and agreement"}
-    what = by[result.config.keep] if len(apart) else "final matching loss"
+    what = (by[result.config.keep] if len(apart) else "matching loss") + screened(result.config)
     apart_text = f"; disagreement {' / '.join(f'{v:.2f}' for v in apart)}" if len(apart) else ""
     print(f"  restarts: kept {result.kept_restart + 1} of {len(losses)}, by {what} "
           f"(matching loss {' / '.join(f'{v:.4f}' for v in losses)}{apart_text})")

@@ -13,6 +13,7 @@ built once per attack, so the Python loop between rounds only reports progress.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class InversionConfig:
     mode: Literal["batched", "sequential", "stream"] = "batched"  # all at once, one after another, or minibatches
     batch_size: int = 100  # stream mode: observations per minibatch (capped at the number of observations)
     restarts: int = 1  # independent attacks from differently seeded clones; `keep` says which one is kept
+    screen: float = 0.0  # the share of the rounds after which restarts are compared, only the kept one running on (stream mode)
     keep: Literal["matching", "agreement", "matching+agreement"] = "matching"  # which restart is kept (KEEPS, `choose_restart`)
     prior: Literal["none", "dark_background", "black_background"] = "none"  # what the pictures are assumed to be (PRIOR_ASSUMPTIONS)
     observed_in: Literal["training", "inference"] = "training"  # the mode the client's BatchNormalization ran in when observed
@@ -101,6 +103,9 @@ class InversionConfig:
         if self.keep != "matching" and self.restarts == 2:
             raise ValueError(f"keep={self.keep!r} compares each restart with the others, which needs at least 3 restarts; "
                              "give restarts=3 or more, or keep='matching'")
+        if not 0 <= finite("screen", self.screen) < 1:
+            raise ValueError(f"screen is a share of the rounds, at least 0 and below 1, got {self.screen}; "
+                             "0 compares the restarts after all their rounds")
         if self.observed_in not in OBSERVED_IN:
             raise ValueError(f"observed_in must be one of {', '.join(OBSERVED_IN)}, got {self.observed_in!r}")
         if self.mode not in MODES:
@@ -115,6 +120,19 @@ class InversionConfig:
     @property
     def steps_per_target(self) -> int:
         return self.main_iters * (self.input_iters + self.model_iters)
+
+    @property
+    def screen_rounds(self) -> int:
+        """The round after which restarts are compared: `screen` of `main_iters`, rounded up, in stream mode with
+        restarts (the other modes attack groups of targets one after another); else all rounds."""
+        if not self.screen or self.restarts == 1 or self.mode != "stream":
+            return self.main_iters
+        return min(self.main_iters, math.ceil(self.screen * self.main_iters))
+
+    @property
+    def rounds_in_all(self) -> int:
+        """Rounds per target over every restart: each to the screen, the kept one on to `main_iters`."""
+        return self.restarts * self.screen_rounds + self.main_iters - self.screen_rounds
 
 
 # Named starting points for `--preset`. "paper" is the authors' code exactly (targets one by one). "tuned" was chosen by
@@ -148,8 +166,11 @@ class InversionConfig:
 # agreement with the other restarts (`choose_restart`), 3 restarts met the bar (targets MSE <= 0.05, SSIM >= 0.4,
 # clone >= 75 %) on 9 of the 10 seed-and-depth runs where one of the three restarts met it, and kept the best of
 # the three on 12 of 13 (the matching loss alone: 8 and 3; agreement alone: 9 and 11; docs/ALGORITHMS.md). So 3
-# restarts kept that way are the default, at three times the attack time (about 6 minutes at depth 3 on one core;
-# `--restarts 1` for one run). With 5 restarts (`--restarts 5`) it met the bar on 11 of 12 seeds of depths 3-4.
+# restarts kept that way are the default. Compared after a third of the rounds (`screen`: round 5 of 15), by the
+# same rule, they kept a bar-meeting restart on as many runs (9 of the 10 of depths 3-4, seeds 0-5, where one
+# met it) and only the kept one runs on: 25 rounds of attack instead of 45 (152 s at depth 3 on a 2-core CPU;
+# `--restarts 1` for one run). With 5 restarts compared at the end (`--restarts 5 --screen 0`) it met the bar
+# on 11 of 12 seeds of depths 3-4.
 PRESETS: dict[str, InversionConfig] = {
     "paper": InversionConfig(mode="sequential"),
     "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3, restarts=3,
@@ -157,7 +178,7 @@ PRESETS: dict[str, InversionConfig] = {
 }
 PRESETS["stream"] = PRESETS["tuned"].replace(mode="stream", batch_size=250, main_iters=15, input_iters=20, model_iters=20,
                                              input_lr=3e-2, model_lr=1e-4, lambda_tv=0.3, restarts=3, keep="matching+agreement",
-                                             polish_iters=0)  # not measured in stream mode
+                                             screen=1 / 3, polish_iters=0)  # not measured in stream mode
 
 
 def preset(name: str) -> InversionConfig:
@@ -191,8 +212,8 @@ class InversionResult:
     seconds: float  # the whole attack: every restart, not only the one kept
     interrupted: bool = False
     stopped_early: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    restart_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # final matching loss of each restart
-    restart_disagreement: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each finished restart's, when `keep` used it
+    restart_losses: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each restart's matching loss when compared
+    restart_disagreement: np.ndarray = field(default_factory=lambda: np.zeros(0))  # each compared restart's, when `keep` used it
     kept_restart: int = 0  # which restart the result is (0-based)
     image_steps: int = 0  # targets x (input + model) steps of every round of every restart: the work `seconds` took
 
@@ -245,34 +266,39 @@ def invert(
     per target. Ctrl-C stops between rounds and returns what was finished
     (`interrupted=True`). With `config.restarts > 1` the attack runs again from
     differently seeded clones and keeps one by `config.keep` (`choose_restart`: what the server
-    can compute; never the true error). Under a `tf.distribute`
+    can compute; never the true error); in stream mode `config.screen` compares them part-way and
+    only the one kept runs on. Under a `tf.distribute`
     strategy scope each minibatch is sharded over the replicas and the clone's
     gradients are summed across them.
     """
     observed = _checked_observations(client_architecture, observed)
-    finished: list[InversionResult] = []
-    losses, seconds, image_steps, stopped = [], 0.0, 0, False
+    tried: list[_Attempt] = []  # every restart begun; the last may have been stopped by Ctrl-C
     for restart in range(config.restarts):
-        result = _attack(client_architecture, observed, config, restart_seed(config.seed, restart), on_round)
-        losses.append(result.final_matching_loss)
-        seconds += result.seconds
-        image_steps += int(result.rounds_run.sum()) * (config.input_iters + config.model_iters)
-        stopped = result.interrupted
-        if not stopped or not finished:  # a stopped restart never replaces a finished one
-            finished.append(result)
-        if stopped:
+        attempt = _Attempt(client_architecture, observed, config, restart_seed(config.seed, restart), on_round)
+        tried.append(attempt)
+        attempt.run(config.screen_rounds)
+        if config.screen_rounds == config.main_iters:
+            attempt.finish()
+        if attempt.interrupted:
             break
-    apart = (disagreement([result.reconstructions for result in finished])
-             if config.keep != "matching" and len(finished) >= 3 else np.zeros(0))
-    kept = choose_restart(config.keep, np.array(losses[: len(finished)]), apart)
-    best = finished[kept]
-    best.restart_losses, best.restart_disagreement, best.kept_restart = np.array(losses), apart, kept
-    best.seconds, best.image_steps, best.interrupted = seconds, image_steps, stopped
-    return best
+    compared = tried if len(tried) == 1 or not tried[-1].interrupted else tried[:-1]  # a stopped restart never replaces a finished one
+    losses = np.array([attempt.matching for attempt in tried])
+    apart = (disagreement([attempt.pictures for attempt in compared])
+             if config.keep != "matching" and len(compared) >= 3 else np.zeros(0))
+    kept = choose_restart(config.keep, losses[: len(compared)], apart)
+    best = compared[kept]
+    if config.screen_rounds < config.main_iters and not tried[-1].interrupted:
+        best.run(config.main_iters)
+    result = best.finish()
+    result.restart_losses, result.restart_disagreement, result.kept_restart = losses, apart, kept
+    result.seconds = sum(attempt.seconds for attempt in tried)
+    result.image_steps = sum(attempt.image_steps for attempt in tried)
+    result.interrupted = any(attempt.interrupted for attempt in tried)
+    return result
 
 
 def choose_restart(keep: str, losses: np.ndarray, apart: np.ndarray) -> int:
-    """The index of the restart to keep, from each finished restart's final matching loss and its `disagreement`
+    """The index of the restart to keep, from each restart's matching loss and its `disagreement` when compared
     (empty when not computed: then the lowest matching loss).
 
     "matching+agreement" (the stream preset's) takes the lowest sum of the two ranks, ties to the lower
@@ -336,85 +362,128 @@ def _checked_observations(client_architecture: keras.Model, observed) -> tf.Tens
     return observed
 
 
-def _attack(client_architecture, observed, config, seed, on_round) -> InversionResult:
-    """One attack from the clone seeded with `seed`."""
-    n_targets = observed.shape[0]
-    input_shape = tuple(client_architecture.input.shape[1:])
-    strategy = tf.distribute.get_strategy()
-    with strategy.scope():
-        clone = clone_architecture(client_architecture, seed=seed)
-    group = {"batched": n_targets, "sequential": 1, "stream": min(config.batch_size, n_targets)}[config.mode]
-    replicas = strategy.num_replicas_in_sync
-    if group % replicas:
-        raise ValueError(
-            f"{group} targets per step do not split evenly over {replicas} replicas; "
-            f"choose a batch_size (stream mode) or a number of targets that is a multiple of {replicas}"
-        )
-    view = clone if config.observed_in == "inference" else _batch_statistics_view(clone)
-    engine = _RoundEngine(view, (group, *input_shape), config, strategy)
-    matching = [np.zeros(0) for _ in range(n_targets)]
-    objective = [np.zeros(0) for _ in range(n_targets)]
-    finished, stopped_early = np.zeros(n_targets, bool), np.zeros(n_targets, bool)
-    start, interrupted = time.perf_counter(), False
-    if config.mode == "stream":
-        stream = _StreamEngine(engine, observed, seed)
-        reconstructions = stream.x_all
-        try:
-            stopped_early[:] = _optimise(stream, observed, tuple(range(n_targets)), config, on_round, matching, objective, clone)
-            finished[:] = True
-        except KeyboardInterrupt:
-            interrupted = True
-        reconstructions = stream.x_all.numpy()
-    else:
-        reconstructions = np.full((n_targets, *input_shape), config.init_value, np.float32)
-        try:
-            for first in range(0, n_targets, group):
-                targets = tuple(range(first, first + group))
-                engine.restart()
-                early = _optimise(engine, observed[first : first + group], targets, config, on_round, matching, objective, clone)
-                reconstructions[first : first + group] = engine.x_hat.numpy()
-                finished[list(targets)], stopped_early[list(targets)] = True, early
-        except KeyboardInterrupt:
-            interrupted = True
-            unfinished = [t for t in targets if not finished[t]]
-            reconstructions[unfinished] = engine.x_hat.numpy()[: len(unfinished)]
-    if config.polish_iters and not interrupted:
-        _polish(view, reconstructions, observed, config, strategy, seed)
-    reconstructions = _apply_prior(clone, reconstructions, config)
-    if config.observed_in == "training":
-        calibrate_batch_norm(clone, reconstructions)
-    return InversionResult(
-        reconstructions=reconstructions,
-        clone=clone,
-        matching_loss=matching,
-        input_loss=objective,
-        finished=finished,
-        config=config,
-        seconds=time.perf_counter() - start,
-        interrupted=interrupted,
-        stopped_early=stopped_early,
-    )
+class _Attempt:
+    """One attack from the clone seeded with `seed`: `run` takes it to a round (again later, to go on from there), `finish`
+    polishes, applies the prior and gives the result. Restarts are screened by running them part-way first."""
 
+    def __init__(self, client_architecture: keras.Model, observed: tf.Tensor, config: InversionConfig, seed: int,
+                 on_round: Callable[[RoundReport], None] | None) -> None:
+        n_targets = observed.shape[0]
+        input_shape = tuple(client_architecture.input.shape[1:])
+        self.strategy = tf.distribute.get_strategy()
+        with self.strategy.scope():
+            self.clone = clone_architecture(client_architecture, seed=seed)
+        self.group = {"batched": n_targets, "sequential": 1, "stream": min(config.batch_size, n_targets)}[config.mode]
+        replicas = self.strategy.num_replicas_in_sync
+        if self.group % replicas:
+            raise ValueError(
+                f"{self.group} targets per step do not split evenly over {replicas} replicas; "
+                f"choose a batch_size (stream mode) or a number of targets that is a multiple of {replicas}"
+            )
+        self.view = self.clone if config.observed_in == "inference" else _batch_statistics_view(self.clone)
+        self.engine = _RoundEngine(self.view, (self.group, *input_shape), config, self.strategy)
+        self.stream = _StreamEngine(self.engine, observed, seed) if config.mode == "stream" else None
+        self.observed, self.config, self.seed, self.on_round = observed, config, seed, on_round
+        self.history = [np.zeros(0) for _ in range(n_targets)]  # matching loss per target per round
+        self.objective = [np.zeros(0) for _ in range(n_targets)]
+        self.finished, self.stopped_early = np.zeros(n_targets, bool), np.zeros(n_targets, bool)
+        self.reconstructions = np.full((n_targets, *input_shape), config.init_value, np.float32)
+        self.rounds_done, self.seconds, self.interrupted = 0, 0.0, False
+        self.early_stop = _EarlyStop(config)
+        self.result: InversionResult | None = None
 
-def _optimise(engine, observed, targets, config, on_round, matching, objective, clone) -> bool:
-    """Run up to `main_iters` rounds on one group of targets; True if it stopped early."""
-    best, stale = np.inf, 0
-    for round_index in range(1, config.main_iters + 1):
-        input_loss, matching_loss = (t.numpy() for t in engine.round(observed))
-        if config.prior == "black_background":
-            anchored = round_index > config.main_iters // 2  # first the picture forms, then the background is pinned
-            engine.images.assign(_pin_intensities(clone, engine.images.numpy(), config, anchored))
-        for position, target in enumerate(targets):
-            matching[target] = np.append(matching[target], matching_loss[position])
-            objective[target] = np.append(objective[target], input_loss[position])
-        if on_round is not None:
-            on_round(RoundReport(targets, round_index, config.main_iters, input_loss, matching_loss))
-        if config.patience is not None:
-            current = float(matching_loss.mean())
-            best, stale = (current, 0) if current < best * (1 - config.min_delta) else (best, stale + 1)
-            if stale >= config.patience:
+    def run(self, last_round: int) -> None:
+        """Rounds up to `last_round` of `main_iters` (stream mode goes on from where it stopped; the other modes run
+        all rounds at once). Ctrl-C stops between rounds and marks the attempt interrupted."""
+        start, config, targets = time.perf_counter(), self.config, ()
+        try:
+            if self.stream is not None:
+                targets = tuple(range(len(self.history)))
+                if not self.stopped_early.any():
+                    rounds = range(self.rounds_done + 1, last_round + 1)
+                    self.stopped_early[:] = self._optimise(self.stream, self.observed, targets, rounds)
+                self.rounds_done = last_round
+                self.finished[:] = last_round == config.main_iters or self.stopped_early
+            else:
+                for first in range(0, len(self.history), self.group):
+                    targets = tuple(range(first, first + self.group))
+                    self.engine.restart()
+                    self.early_stop = _EarlyStop(config)
+                    early = self._optimise(self.engine, self.observed[first : first + self.group], targets,
+                                           range(1, config.main_iters + 1))
+                    self.reconstructions[first : first + self.group] = self.engine.x_hat.numpy()
+                    self.finished[list(targets)], self.stopped_early[list(targets)] = True, early
+        except KeyboardInterrupt:
+            self.interrupted = True
+            if self.stream is None:
+                unfinished = [t for t in targets if not self.finished[t]]
+                self.reconstructions[unfinished] = self.engine.x_hat.numpy()[: len(unfinished)]
+        self.seconds += time.perf_counter() - start
+
+    @property
+    def pictures(self) -> np.ndarray:
+        """The reconstructions as they stand: the result's once finished."""
+        if self.result is not None:
+            return self.result.reconstructions
+        return self.stream.x_all.numpy() if self.stream is not None else self.reconstructions
+
+    @property
+    def matching(self) -> float:
+        """Mean over targets of their last matching loss (inf if nothing ran): what restarts are compared by."""
+        last = [history[-1] for history in self.history if len(history)]
+        return float(np.mean(last)) if last else float("inf")
+
+    @property
+    def image_steps(self) -> int:
+        return sum(len(history) for history in self.history) * (self.config.input_iters + self.config.model_iters)
+
+    def finish(self) -> InversionResult:
+        """The result as it stands: the clone polished (unless interrupted), the prior applied, BatchNorm calibrated."""
+        if self.result is None:
+            start, config = time.perf_counter(), self.config
+            reconstructions = self.pictures
+            if config.polish_iters and not self.interrupted:
+                _polish(self.view, reconstructions, self.observed, config, self.strategy, self.seed)
+            reconstructions = _apply_prior(self.clone, reconstructions, config)
+            if config.observed_in == "training":
+                calibrate_batch_norm(self.clone, reconstructions)
+            self.seconds += time.perf_counter() - start
+            self.result = InversionResult(
+                reconstructions=reconstructions, clone=self.clone, matching_loss=self.history, input_loss=self.objective,
+                finished=self.finished, config=config, seconds=self.seconds, interrupted=self.interrupted,
+                stopped_early=self.stopped_early,
+            )
+        return self.result
+
+    def _optimise(self, engine, observed: tf.Tensor, targets: tuple[int, ...], rounds: range) -> bool:
+        """Run `rounds` (1-based, of `main_iters`) on one group of targets; True if it stopped early."""
+        config = self.config
+        for round_index in rounds:
+            input_loss, matching_loss = (t.numpy() for t in engine.round(observed))
+            if config.prior == "black_background":
+                anchored = round_index > config.main_iters // 2  # first the picture forms, then the background is pinned
+                engine.images.assign(_pin_intensities(self.clone, engine.images.numpy(), config, anchored))
+            for position, target in enumerate(targets):
+                self.history[target] = np.append(self.history[target], matching_loss[position])
+                self.objective[target] = np.append(self.objective[target], input_loss[position])
+            if self.on_round is not None:
+                self.on_round(RoundReport(targets, round_index, config.main_iters, input_loss, matching_loss))
+            if self.early_stop(float(matching_loss.mean())):
                 return True
-    return False
+        return False
+
+
+class _EarlyStop:
+    """True once `patience` rounds passed without the mean matching loss improving by `min_delta` (relative)."""
+
+    def __init__(self, config: InversionConfig) -> None:
+        self.patience, self.min_delta, self.best, self.stale = config.patience, config.min_delta, np.inf, 0
+
+    def __call__(self, loss: float) -> bool:
+        if self.patience is None:
+            return False
+        self.best, self.stale = (loss, 0) if loss < self.best * (1 - self.min_delta) else (self.best, self.stale + 1)
+        return self.stale >= self.patience
 
 
 def _polish(view: keras.Model, reconstructions: np.ndarray, observed: tf.Tensor, config: InversionConfig, strategy, seed: int) -> None:
