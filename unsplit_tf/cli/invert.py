@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "restarts; default: the preset's, matching+agreement in stream mode)")
     parser.add_argument("--screen", type=finite_float, metavar="SHARE",
                         help="stream mode with --restarts: compare the restarts after this share of the rounds and run only "
-                             "the one kept to the end (0: compare them at the end; default: the preset's)")
+                             "the one kept to the end (0: compare them at the end, better with 5 restarts; default: the "
+                             "preset's)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
