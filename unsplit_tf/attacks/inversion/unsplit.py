@@ -387,7 +387,8 @@ class _Attempt:
         self.history = [np.zeros(0) for _ in range(n_targets)]  # matching loss per target per round
         self.objective = [np.zeros(0) for _ in range(n_targets)]
         self.finished, self.stopped_early = np.zeros(n_targets, bool), np.zeros(n_targets, bool)
-        self.reconstructions = np.full((n_targets, *input_shape), config.init_value, np.float32)
+        self.reconstructions = (None if self.stream is not None  # stream mode keeps them in its x_all
+                                else np.full((n_targets, *input_shape), config.init_value, np.float32))
         self.rounds_done, self.seconds, self.interrupted = 0, 0.0, False
         self.early_stop = _EarlyStop(config)
         self.result: InversionResult | None = None
