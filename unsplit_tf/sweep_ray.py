@@ -8,9 +8,9 @@ backend) and stores each run the moment it comes back (in completion order)
 through `save`, so workers need no shared filesystem and the store stays the
 one atomic writer. A task whose worker process dies is resubmitted by Ray
 (`max_retries`, system failures only; an exception raised by a cell is not
-retried and stops the sweep). Ctrl-C on the driver stores the runs that
-already came back, cancels the running tasks and re-raises: running the sweep
-again resumes it.
+retried and stops the sweep). Ctrl-C on the driver, or a cell that raised,
+stores the runs that come back within `GRACE_SECONDS`, cancels the tasks still
+running and re-raises: running the sweep again resumes it.
 
 The cell runner is shipped once through Ray's object store and unpickled once
 per worker process, which keeps it there for the next cells: its loaded data
@@ -100,6 +100,10 @@ def run_cells_ray(
             ray.shutdown()
 
 
+GRACE_SECONDS = 1.0
+"""How long cells in flight get to come back when a sweep stops, before the rest are cancelled."""
+
+
 class _Driver:
     """Keeps up to `capacity` cells in flight and stores each run on the driver as it comes back."""
 
@@ -120,11 +124,8 @@ class _Driver:
                 ready, _ = ray.wait(list(self.pending), num_returns=1)
                 cell = self.pending.pop(ready[0])  # out of `pending` before it is read: a cell that raised is not cancelled
                 self._store(cell, ray.get(ready[0]))
-        except KeyboardInterrupt:
+        except BaseException:  # Ctrl-C, or a cell that raised or whose worker died for good
             self._store_what_came_back()
-            self._cancel()
-            raise
-        except BaseException:
             self._cancel()
             raise
 
@@ -141,7 +142,9 @@ class _Driver:
         self._notify("finished", cell, run)
 
     def _store_what_came_back(self) -> None:
-        ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0) if self.pending else ([], [])
+        """Store the cells that come back within `GRACE_SECONDS`: work about to finish is kept, not cancelled."""
+        ready, _ = (ray.wait(list(self.pending), num_returns=len(self.pending), timeout=GRACE_SECONDS)
+                    if self.pending else ([], []))
         for ref in ready:
             cell = self.pending.pop(ref)
             try:
@@ -153,8 +156,9 @@ class _Driver:
     def _cancel(self) -> None:
         """Kill the workers of the cells still running (a cell deep in TensorFlow would not see a softer cancel).
 
-        Only tasks that have not come back: Ray 2.60 aborts the driver (a failed check, exit code 1) when a
-        task is force-cancelled while its reply is being processed, as happened to a cell that had raised.
+        Only tasks that have not come back, after the grace: Ray 2.60 aborts the driver (a failed check, exit
+        code 1) when a task is force-cancelled while its reply is being processed, as happened to a cell that
+        had raised. A task finishing in the instant between the check and the cancel still could.
         """
         _, running = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=0) if self.pending else ([], [])
         for ref in running:
