@@ -143,6 +143,11 @@ def load_data(args: argparse.Namespace):
     return data
 
 
+def kept_restarts(config) -> str:
+    """How many restarts UnSplit runs and how one is kept ("3 restarts kept by matching+agreement after 5 of 15 rounds, ...")."""
+    return f"{config.restarts} restarts kept by {config.keep}{screened(config)}"
+
+
 def screened(config) -> str:
     """When restarts are compared part-way (`screen`), after which round; nothing when they are compared at the end."""
     if config.screen_rounds == config.main_iters:

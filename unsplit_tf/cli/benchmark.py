@@ -26,7 +26,7 @@ import sys
 
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
-from unsplit_tf.cli._common import CliError, add_data_flags, load_data, main_of, screened
+from unsplit_tf.cli._common import CliError, add_data_flags, kept_restarts, load_data, main_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def print_stream_result(args: argparse.Namespace) -> None:
                         observations=args.observations, preset=defaults.STREAM_PRESET).run
     rate = run.timings.image_steps_per_second
     each = f", {run.timings.attack_seconds / config.restarts:.0f} s each" if config.screen_rounds == config.main_iters else ""
-    restarts = f" for {config.restarts} restarts kept by {config.keep}{screened(config)}{each}" if config.restarts > 1 else ""
+    restarts = f" for {kept_restarts(config)}{each}" if config.restarts > 1 else ""
     print(f"  attack {run.timings.attack_seconds:.0f} s{restarts} ({rate:,.0f} image-steps/s), training {run.timings.train_seconds:.0f} s")
     print(f"  {run.summary()}")
     for evaluation in run.evaluations[1:]:

@@ -49,6 +49,7 @@ from unsplit_tf.cli._common import (
     add_training_flags,
     cache_folder,
     finite_float,
+    kept_restarts,
     load_data,
     main_of,
     screened,
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     observations = args.observations or 0
     if args.attack == "unsplit":
         seen = f" + the last {observations} training examples observed" if observations else ""
-        restarts = f", {config.restarts} restarts kept by {config.keep}{screened(config)}" if config.restarts > 1 else ""
+        restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
         print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
               f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
     else:

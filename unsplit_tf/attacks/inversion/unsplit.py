@@ -223,9 +223,14 @@ class InversionResult:
 
     @property
     def final_matching_loss(self) -> float:
-        """Mean over targets of their last matching loss: what restarts compare (inf if nothing ran)."""
-        last = [history[-1] for history in self.matching_loss if len(history)]
-        return float(np.mean(last)) if last else float("inf")
+        """Mean over targets of their last matching loss (inf if nothing ran)."""
+        return _mean_last(self.matching_loss)
+
+
+def _mean_last(histories: Sequence[np.ndarray]) -> float:
+    """Mean over targets of the last value of each one's history (inf if nothing ran)."""
+    last = [history[-1] for history in histories if len(history)]
+    return float(np.mean(last)) if last else float("inf")
 
 
 @tf.custom_gradient
@@ -431,8 +436,7 @@ class _Attempt:
     @property
     def matching(self) -> float:
         """Mean over targets of their last matching loss (inf if nothing ran): what restarts are compared by."""
-        last = [history[-1] for history in self.history if len(history)]
-        return float(np.mean(last)) if last else float("inf")
+        return _mean_last(self.history)
 
     @property
     def image_steps(self) -> int:
