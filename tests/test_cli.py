@@ -289,6 +289,15 @@ class _Terminal(io.StringIO):
         return True
 
 
+def test_progress_goes_on_past_its_plan_once_extended():
+    stream = io.StringIO()
+    bar = Progress(4, "round", stream=stream, seconds=0.0)
+    bar.update(4)
+    bar.extend(8)
+    bar.update(6)
+    assert stream.getvalue().splitlines()[-1].startswith("6/8 rounds ( 75%)")
+
+
 def test_progress_on_a_terminal_redraws_one_line():
     stream = _Terminal()
     bar = Progress(3, "epoch", stream=stream)

@@ -196,6 +196,7 @@ def test_paper_defaults():
         ({"screen": -0.1}, "screen is a share of the rounds, at least 0 and below 1"),
         ({"screen": 1.0, "mode": "stream", "restarts": 3}, "below 1, got 1.0"),
         ({"screen": float("nan")}, "screen must be a finite number"),
+        ({"screen_defer": 1.5}, "screen_defer is a disagreement, between 0 and 1"),
     ],
 )
 def test_bad_config_is_refused(changes, message):
@@ -295,6 +296,21 @@ def test_screened_restarts_compare_part_way_and_the_kept_one_runs_on_as_if_alone
     np.testing.assert_allclose(result.reconstructions, singles[result.kept_restart].reconstructions, atol=1e-6)
     assert list(result.rounds_run) == [8] * 16 and result.finished.all()
     assert result.image_steps == (3 * 3 + 5) * 16 * (20 + 10)  # three restarts to round 3, one on to round 8
+
+
+def test_a_screen_where_no_two_restarts_agree_defers_the_comparison_to_the_end(depth1_client):
+    observed = depth1_client(smooth_images(16))
+    config = STREAM.replace(restarts=3, keep="matching+agreement", screen=0.3)
+    at_end = invert(depth1_client, observed, config.replace(screen=0))
+    deferred = invert(depth1_client, observed, config.replace(screen_defer=0.0))  # every disagreement is above 0
+    assert (deferred.compared_after, at_end.compared_after) == (8, 8)
+    np.testing.assert_allclose(deferred.restart_losses, at_end.restart_losses, rtol=1e-5)  # all three ran all 8 rounds
+    np.testing.assert_allclose(deferred.restart_disagreement, at_end.restart_disagreement, rtol=1e-4)
+    assert deferred.kept_restart == at_end.kept_restart
+    np.testing.assert_allclose(deferred.reconstructions, at_end.reconstructions, atol=1e-6)
+    assert deferred.image_steps == 3 * 8 * 16 * (20 + 10)
+    screened = invert(depth1_client, observed, config)  # screen_defer 1: never deferred
+    assert screened.compared_after == 3 and screened.image_steps == (3 * 3 + 5) * 16 * (20 + 10)
 
 
 def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():

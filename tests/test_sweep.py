@@ -12,6 +12,7 @@ from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRu
 from unsplit_tf.reporting import write_report
 from unsplit_tf.store import ResultStore
 from unsplit_tf.sweep import (
+    DEFAULT_BUDGET,
     Budget,
     CellRunner,
     InversionCell,
@@ -59,6 +60,17 @@ def test_budget_reads_both_spellings_and_says_how_to_fix_a_bad_one():
     assert str(Budget(20, 10, 5)) == "20x(10+5)"
     with pytest.raises(ValueError, match="MAINxINPUT\\+MODEL"):
         Budget.parse("100 rounds")
+
+
+def test_without_a_budget_a_stream_preset_keeps_its_own_and_the_others_take_the_sweeps():
+    from unsplit_tf.attacks.inversion import preset
+
+    attacks = [("stream", "stream"), ("tuned", "stream"), ("stream", "batched"), ("tuned", "batched")]
+    cells = inversion_cells(tiny_dataset(), [1], attacks)
+    stream = preset("stream")
+    assert [cell.budget for cell in cells] == [Budget(stream.main_iters, stream.input_iters, stream.model_iters)] + [DEFAULT_BUDGET] * 3
+    assert cells[0].budget != DEFAULT_BUDGET
+    assert {cell.budget for cell in inversion_cells(tiny_dataset(), [1], attacks, budget=TINY_BUDGET)} == {TINY_BUDGET}
 
 
 def test_a_second_run_skips_finished_cells(tmp_path):
@@ -268,5 +280,5 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     parts = InversionCell("f_mnist", "tag", 2, preset="paper").key.split("-")
     assert not any(part[0] == "r" and part[1:].isdigit() for part in parts)  # the keys of stored paper cells stand
     stream = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000).key
-    assert "-r3-sc0.33-" in stream  # restarts compared after a third of the rounds: not the cells compared at the end
+    assert "-r3-sc0.33d0.90-" in stream  # compared after a third of the rounds unless none agree: not the cells compared at the end
     assert "-sc" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key

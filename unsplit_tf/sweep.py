@@ -86,6 +86,15 @@ class Budget:
 DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
 
 
+def default_budget(preset_name: str, mode: str) -> Budget:
+    """A cell's budget when the sweep is given none: a preset made for stream mode, run in stream mode, keeps its
+    own (its step sizes, prior and screen were tuned for those passes); every other attack the sweep's."""
+    config = preset(preset_name)
+    if config.mode == mode == "stream":
+        return Budget(config.main_iters, config.input_iters, config.model_iters)
+    return DEFAULT_BUDGET
+
+
 def defense_tag(setting: DefenseSetting) -> str:
     """A defense setting in a key: "none", "nopeek3", "max_norm_noise"."""
     return setting.name if setting.strength is None else f"{setting.name}{setting.strength:g}"
@@ -165,7 +174,8 @@ class InversionCell:
         config = preset(self.preset).replace(mode=self.mode) if self.attack == "unsplit" else None
         restarts = config.restarts if config else 1
         parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
-        parts += [f"sc{config.screen:.2f}"] if config and config.screen_rounds < config.main_iters else []  # so did stream's screen
+        if config and config.screen_rounds < config.main_iters:  # so did stream's screen, and when it defers to the end
+            parts += [f"sc{config.screen:.2f}" + (f"d{config.screen_defer:.2f}" if config.screen_defer < 1 else "")]
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
         parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
         return "-".join(parts + [self.data_tag])
@@ -234,11 +244,14 @@ def inversion_cells(
     *,
     defenses: Sequence[DefenseSetting] = (NO_DEFENSE,),
     seeds: Sequence[int] = (defaults.SEED,),
+    budget: Budget | None = None,
     **fields: Any,
 ) -> list[InversionCell]:
-    """One cell per depth × defense × (preset, mode) × seed, depth-major; `fields` set the rest (budget, epochs, ...)."""
+    """One cell per depth × defense × (preset, mode) × seed, depth-major; `fields` set the rest (epochs, ...).
+    `budget` None: each attack's `default_budget`."""
     tag = dataset_fingerprint(data)
-    return [InversionCell(data.name, tag, depth, defense, preset=name, mode=mode, seed=seed, **fields)
+    return [InversionCell(data.name, tag, depth, defense, preset=name, mode=mode, seed=seed,
+                          budget=budget or default_budget(name, mode), **fields)
             for depth in depths for defense in defenses for name, mode in attacks for seed in seeds]
 
 

@@ -148,8 +148,12 @@ def kept_restarts(config) -> str:
     return f"{config.restarts} restarts kept by {config.keep}{screened(config)}"
 
 
-def screened(config) -> str:
-    """When restarts are compared part-way (`screen`), after which round; nothing when they are compared at the end."""
+def screened(config, compared_after: int | None = None) -> str:
+    """When restarts are compared part-way (`screen`), after which round; nothing when they are compared at the end
+    as planned. `compared_after`: the round a finished attack compared them after (`InversionResult`), else the plan."""
     if config.screen_rounds == config.main_iters:
         return ""
-    return f" after {config.screen_rounds} of {config.main_iters} rounds, only the kept one running on"
+    if compared_after == config.main_iters:
+        return f" at the end (no two agreed after round {config.screen_rounds})"
+    deferred = " (all run on to the end if no two agree by then)" if config.screen_defer < 1 and compared_after is None else ""
+    return f" after {config.screen_rounds} of {config.main_iters} rounds, only the kept one running on{deferred}"

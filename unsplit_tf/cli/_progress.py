@@ -42,6 +42,10 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
+    def extend(self, total: int) -> None:
+        """More units than first planned (e.g. restarts that all run on): the count goes on towards `total`."""
+        self.total = max(self.total, int(total))
+
     def close(self) -> None:
         """End a redrawn line that stopped short of the total (e.g. on Ctrl-C)."""
         if self.live and 0 < self.done < self.total:

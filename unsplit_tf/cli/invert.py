@@ -108,8 +108,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "restarts; default: the preset's, matching+agreement in stream mode)")
     parser.add_argument("--screen", type=finite_float, metavar="SHARE",
                         help="stream mode with --restarts: compare the restarts after this share of the rounds and run only "
-                             "the one kept to the end (0: compare them at the end, better with 5 restarts; default: the "
-                             "preset's)")
+                             "the one kept to the end, unless no two agree by then (0: compare them at the end, better "
+                             "with 5 restarts; default: the preset's)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -260,12 +260,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
-    rounds_in_all = (args.targets + observations) * getattr(config, "rounds_in_all", 0)
-    attack_bar = Progress(rounds_in_all, "round", label="attack")
+    attacked = args.targets + observations
+    attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "round", label="attack")
     scalars, rounds = Scalars(board), [0]
 
     def on_round(report: RoundReport) -> None:
         rounds[0] += len(report.targets)
+        if rounds[0] > attack_bar.total:  # the screen found no two restarts agreeing: all of them run on
+            attack_bar.extend(attacked * config.restarts * config.main_iters)
         matching = float(report.matching_loss.mean())
         attack_bar.update(rounds[0], matching=matching)
         scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
@@ -309,7 +311,7 @@ def print_restarts(result) -> None:
     if len(losses) < 2:
         return
     by = {"agreement": "agreement with the others", "matching+agreement": "ranks by matching loss and agreement"}
-    what = (by[result.config.keep] if len(apart) else "matching loss") + screened(result.config)
+    what = (by[result.config.keep] if len(apart) else "matching loss") + screened(result.config, result.compared_after)
     apart_text = f"; disagreement {' / '.join(f'{v:.2f}' for v in apart)}" if len(apart) else ""
     print(f"  restarts: kept {result.kept_restart + 1} of {len(losses)}, by {what} "
           f"(matching loss {' / '.join(f'{v:.4f}' for v in losses)}{apart_text})")

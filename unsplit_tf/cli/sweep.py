@@ -5,7 +5,7 @@
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
     unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
-    unsplit-tf sweep --attack stream:stream --budget 15x20+20 --observations 1000 10000  # UnSplit on the training stream
+    unsplit-tf sweep --attack stream:stream --observations 1000 10000  # UnSplit on the training stream, the preset's budget
     unsplit-tf sweep --model mine.keras --layers block1_out block2_out   # your own saved model, cut after each layer
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
     unsplit-tf sweep --backend ray --address HEAD:6379       # on a cluster: `ray start --head` on HEAD,
@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"auxiliary images held out for sdar / inverse_network (default {defaults.AUX})")
     parser.add_argument("--defense", action="append", metavar="NAME[:STRENGTH]",
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
-    parser.add_argument("--budget", default=str(DEFAULT_BUDGET.tag), help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag})")
+    parser.add_argument("--budget", help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag}; "
+                                          "a stream preset in stream mode keeps its own, e.g. stream:stream 15x20+20)")
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(dict.fromkeys(canonical_name(name) for name in args.datasets))
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
-    budget = Budget.parse(args.budget)
+    budget = Budget.parse(args.budget) if args.budget else None
     families = list(dict.fromkeys(args.family))
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
@@ -197,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
     if args.observations and not (streams and "unsplit" in families):
-        raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream --budget 15x20+20, "
+        raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream, "
                        "the stream preset as `invert --observations` runs it)")
     if any(n < 1 for n in args.observations or []):
         raise CliError(f"--observations must be at least 1, got {' '.join(map(str, args.observations))}")
