@@ -57,6 +57,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     apart = [float(v) for v in re.search(r"disagreement ([\d. /]+)\)", stdout).group(1).split(" / ")]
     when = "at the end (no two agreed after round 1)" if min(apart) > 0.9 else "after 1 of 2 rounds, only the kept one running on"
     assert f"ranks by matching loss and agreement {when} (matching loss" in stdout
+    kept = int(re.search(r"restarts: kept (\d) of 3", stdout).group(1)) - 1
     assert (out / "observed_grid.png").exists()
     saved = np.load(out / "reconstructions.npz")
     assert saved["observed_reconstructions"].shape == (20, 28, 28, 1) and len(set(saved["observed_indices"].tolist())) == 20
@@ -66,6 +67,9 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert record["attack"]["config"]["prior"] == "black_background"  # Fashion-MNIST's pictures: objects on black
     assert (record["attack"]["config"]["restarts"], record["attack"]["config"]["keep"]) == (3, "matching+agreement")
     assert record["attack"]["config"]["screen"] == pytest.approx(1 / 3)
+    choice = record["attack"]["restarts"]  # how the kept restart was chosen, as printed
+    assert (choice["kept"], choice["compared_after"], len(choice["matching_loss"])) == (kept, 2 if min(apart) > 0.9 else 1, 3)
+    assert [round(v, 2) for v in choice["disagreement"]] == apart
     assert "objects on black" in record["threat_model"]["image_prior"]
 
 

@@ -88,6 +88,18 @@ def test_an_attack_config_comes_back_as_its_typed_dataclass():
     assert info.config_as(InversionConfig) == config  # the box comes back as a tuple, the mode as a valid literal
 
 
+def test_how_the_restarts_were_compared_comes_back_through_strict_json():
+    import numpy as np
+
+    from unsplit_tf.records import RestartChoice
+
+    choice = RestartChoice.of(np.array([0.01, 0.02, np.inf]), np.array([0.3, 0.5]), 1, 5)
+    assert choice.matching_loss == (0.01, 0.02, None)  # the third stopped before its first round: no number to store
+    info = AttackInfo.of("unsplit", "stream", preset("stream"), choice)
+    assert AttackInfo.from_dict(json.loads(json.dumps(info.to_dict(), allow_nan=False))) == info
+    assert AttackInfo.from_dict({"family": "unsplit", "preset": "tuned", "config": {}}).restarts is None  # written before
+
+
 def test_image_scores_keep_the_affine_aligned_scores_of_an_inverted_picture():
     """A perfect negative scores as no leak on raw SSIM; the record must still show it was recovered."""
     import numpy as np

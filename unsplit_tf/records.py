@@ -315,16 +315,34 @@ class Victim(Record):
 
 
 @dataclass(frozen=True)
+class RestartChoice(Record):
+    """How UnSplit's restarts were compared and which one the result is: from what the server computes (the
+    matching loss, the pictures' disagreement), never from the true error."""
+
+    matching_loss: tuple[float | None, ...]  # each restart's when compared (None: stopped before its first round)
+    disagreement: tuple[float, ...]  # each compared restart's, when the rule used it (else empty)
+    kept: int  # the restart the result is, 0-based
+    compared_after: int  # the round they were compared after (`main_iters`: at the end)
+
+    @classmethod
+    def of(cls, losses: Any, disagreement: Any, kept: int, compared_after: int) -> RestartChoice:
+        return cls(tuple(float(v) if np.isfinite(v) else None for v in losses), tuple(float(v) for v in disagreement),
+                   int(kept), int(compared_after))
+
+
+@dataclass(frozen=True)
 class AttackInfo(Record):
-    """Which attack ran: its family ("unsplit", "sdar", "inverse_network", ...), preset and full config."""
+    """Which attack ran: its family ("unsplit", "sdar", "inverse_network", ...), preset and full config, and for
+    UnSplit with restarts how one was kept."""
 
     family: str
     preset: str | None
     config: dict[str, Any]  # the config dataclass's fields, JSON-safe
+    restarts: RestartChoice | None = None
 
     @classmethod
-    def of(cls, family: str, preset: str | None, config: Any) -> AttackInfo:
-        return cls(family, preset, to_jsonable(config))
+    def of(cls, family: str, preset: str | None, config: Any, restarts: RestartChoice | None = None) -> AttackInfo:
+        return cls(family, preset, to_jsonable(config), restarts)
 
     def config_as(self, config_type: type[T]) -> T:
         """The config as its typed dataclass (e.g. `InversionConfig` for "unsplit")."""
@@ -588,6 +606,6 @@ def run_from_dict(data: Mapping[str, Any]) -> InversionRun | LabelRun:
 __all__ = [
     "DATA_OBLIVIOUS", "NO_DEFENSE", "RUN_TYPES", "SCHEMA_VERSION", "AttackInfo", "Baselines", "CloneScores",
     "DataInfo", "DefenseSetting", "Environment", "Evaluation", "ImageScores", "InversionRun", "LabelMethodScores",
-    "LabelRun", "ModelSource", "Record", "RecordError", "RunRecord", "Targets", "ThreatModel", "Timings",
+    "LabelRun", "ModelSource", "Record", "RecordError", "RestartChoice", "RunRecord", "Targets", "ThreatModel", "Timings",
     "Training", "Victim", "fingerprint", "now", "run_from_dict", "to_jsonable",
 ]

@@ -70,6 +70,7 @@ from unsplit_tf.records import (
     LabelMethodScores,
     LabelRun,
     ModelSource,
+    RestartChoice,
     Targets,
     ThreatModel,
     Timings,
@@ -299,7 +300,7 @@ def run_inversion(
     split, originals = deployed.split, data.x_test[chosen]
 
     observed = split.client(originals, training=False)  # all the server sees of the targets
-    interrupted, sampled, stream = deployed.interrupted, None, None
+    interrupted, sampled, stream, restarts = deployed.interrupted, None, None, None
     if family == "unsplit":
         seen_rows, seen = _observed_stream(watcher, split.client, client_data, observations, config.seed)
         # the targets (and a given Split's draw) are observed in inference mode; the watcher's rows, most of them, in training
@@ -316,6 +317,9 @@ def run_inversion(
             chosen, originals = chosen[attacked], originals[attacked]
         result = dataclasses.replace(result, reconstructions=result.reconstructions[: len(attacked)][attacked])
         reconstructions, clone, interrupted = result.reconstructions, result.clone, result.interrupted
+        if len(result.restart_losses) > 1:
+            restarts = RestartChoice.of(result.restart_losses, result.restart_disagreement, result.kept_restart,
+                                        result.compared_after)
         steps = result.image_steps
         threat = _stream_threat(observations, isinstance(spec, Split)) if observations else DATA_OBLIVIOUS
         threat = dataclasses.replace(threat, image_prior=PRIOR_ASSUMPTIONS.get(config.prior, ""))
@@ -350,7 +354,7 @@ def run_inversion(
         data=DataInfo.of(data),
         threat_model=threat,
         victim=_victim_record(deployed, split, quality.original_accuracy),
-        attack=AttackInfo.of(family, preset, config),
+        attack=AttackInfo.of(family, preset, config, restarts),
         evaluations=evaluations,
         clone=CloneScores.of(quality),
         clone_before_attack=CloneScores.of(before),
