@@ -81,10 +81,13 @@ def assert_dataset(dataset, x_train, y_train, x_test, y_test):
         np.testing.assert_array_equal(loaded, written)
 
 
-@pytest.mark.parametrize("compress", [True, False])
-def test_idx_files(tmp_path, compress):
+@pytest.mark.parametrize("compress, dotted", [(True, False), (False, False), (False, True)])
+def test_idx_files(tmp_path, compress, dotted):
     arrays = random_images(5, (28, 28)), random_labels(5), random_images(3, (28, 28)), random_labels(3)
     write_idx_folder(tmp_path, *arrays, compress=compress)
+    if dotted:  # "train-images.idx3-ubyte", as some copies of MNIST are named
+        for path in list(tmp_path.iterdir()):
+            path.rename(path.with_name(path.name.replace("-idx", ".idx")))
 
     dataset = load_dataset("mnist", tmp_path)
 

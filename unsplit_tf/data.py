@@ -320,7 +320,7 @@ def _read_path(name: str, path: Path) -> Dataset | None:
             raise ValueError(f"{path} is a file but not an .npz; pass a folder or an .npz file.")
         return _read_npz(name, path)
 
-    idx_paths = [_find_file(path, base, base + ".gz") for base in IDX_FILES]
+    idx_paths = [_find_file(path, *_idx_names(base)) for base in IDX_FILES]
     if all(idx_paths):
         arrays = [_read_idx(idx_path) for idx_path in idx_paths]
         return _make_dataset(name, *arrays, f"IDX files in {path}")
@@ -345,6 +345,12 @@ def _read_path(name: str, path: Path) -> Dataset | None:
     if npz_paths:
         return _read_npz(name, npz_paths[0])
     return None
+
+
+def _idx_names(base: str) -> tuple[str, ...]:
+    """The names an IDX file goes by: gzipped or not, and "train-images.idx3-ubyte" as some copies spell it."""
+    dotted = base.replace("-idx", ".idx")
+    return base, base + ".gz", dotted, dotted + ".gz"
 
 
 def _find_file(folder: Path, *names: str) -> Path | None:
@@ -578,7 +584,8 @@ def _expected_files(name: str) -> str:
         originals = ("cifar-10-batches-py/ (data_batch_1..5, test_batch) or "
                      "cifar-10-batches-bin/ (data_batch_1.bin..data_batch_5.bin, test_batch.bin)")
     else:
-        originals = f"the IDX files {', '.join(base + '.gz' for base in IDX_FILES)} (or uncompressed)"
+        originals = (f"the IDX files {', '.join(base + '.gz' for base in IDX_FILES)} (or uncompressed, or spelt "
+                     f"{IDX_FILES[0].replace('-idx', '.idx')} and so on)")
         if name == "f_mnist":
             originals += (f" (apt-get install {DEBIAN_FASHION_MNIST_PACKAGE} puts them in "
                           f"{DEBIAN_FASHION_MNIST_DIR})")
