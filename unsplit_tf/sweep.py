@@ -28,7 +28,7 @@ import keras
 
 from unsplit_tf import defaults
 from unsplit_tf._validation import at_least
-from unsplit_tf.attacks.inversion import MODES, SDARConfig, preset
+from unsplit_tf.attacks.inversion import MODES, InversionConfig, SDARConfig, preset
 from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
 from unsplit_tf.models import reference_net
@@ -163,6 +163,12 @@ class InversionCell:
             raise ValueError(f"cell observations {self.observations} need the unsplit attack in stream mode, "
                              f"got {self.attack} {self.mode}")
 
+    def unsplit_config(self) -> InversionConfig | None:
+        """The UnSplit attack this cell runs, before its seed and prior (None for the other families)."""
+        if self.attack != "unsplit":
+            return None
+        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget))
+
     @property
     def key(self) -> str:
         parts = ["inversion", self.dataset, _model_tag(self.model, self.model_sha256), f"d{self.depth}",
@@ -171,7 +177,7 @@ class InversionCell:
         parts += [f"n{self.train_samples}"] if self.train_samples is not None else []
         parts += [f"aux{self.aux}"] if self.aux else []
         parts += [f"o{self.observations}"] if self.observations else []
-        config = preset(self.preset).replace(mode=self.mode) if self.attack == "unsplit" else None
+        config = self.unsplit_config()
         restarts = config.restarts if config else 1
         parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
         if config and config.screen_rounds < config.main_iters:  # so did stream's screen, and when it defers to the end
@@ -533,9 +539,8 @@ class CellRunner:
         if cell.attack in AUXILIARY_FAMILIES:  # the family's defaults; preset, mode and budget are UnSplit's
             config, name = INVERSION_FAMILIES[cell.attack](seed=cell.seed), None
         else:
-            budget = dataclasses.asdict(cell.budget)
             prior = defaults.image_prior(cell.dataset, cell.mode)
-            config, name = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, prior=prior, **budget), cell.preset
+            config, name = cell.unsplit_config().replace(seed=cell.seed, prior=prior), cell.preset
         options: dict[str, Any] = {"preset": name, "targets": cell.targets, "cache_dir": self.cache_dir, "aux": cell.aux,
                                    "observations": cell.observations,
                                    "on_epoch": self.on_epoch, "on_round": self.on_round}
