@@ -78,6 +78,9 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
                                                "--depth", "1"], capsys)
     assert code == 0, err
     assert "20 observations" in stdout and "image-steps/s" in stdout and "stolen clone" in stdout
+    deferred = "at the end (no two agreed after round 5)" in stdout  # what the run did, not the plan
+    assert deferred != ("after 5 of 15 rounds, only the kept one running on" in stdout) and "if no two agree by then" not in stdout
+    assert (" s each" in stdout) == deferred  # all restarts ran every round only when compared at the end
 
 
 @pytest.mark.parametrize("flags, says", [(["--observations", "0"], "at least 1"), (["--observations", "5", "--mode", "batched"], "stream"),

@@ -143,9 +143,10 @@ def load_data(args: argparse.Namespace):
     return data
 
 
-def kept_restarts(config) -> str:
-    """How many restarts UnSplit runs and how one is kept ("3 restarts kept by matching+agreement after 5 of 15 rounds, ...")."""
-    return f"{config.restarts} restarts kept by {config.keep}{screened(config)}"
+def kept_restarts(config, compared_after: int | None = None) -> str:
+    """How many restarts UnSplit runs and how one is kept ("3 restarts kept by matching+agreement after 5 of 15 rounds, ...");
+    `compared_after` as in `screened`."""
+    return f"{config.restarts} restarts kept by {config.keep}{screened(config, compared_after)}"
 
 
 def screened(config, compared_after: int | None = None) -> str:

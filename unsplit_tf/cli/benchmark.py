@@ -94,8 +94,9 @@ def print_stream_result(args: argparse.Namespace) -> None:
     run = run_inversion(data, config, victim=VictimSpec(depth=args.depth, training=default_training(args.seed)),
                         observations=args.observations, preset=defaults.STREAM_PRESET).run
     rate = run.timings.image_steps_per_second
-    each = f", {run.timings.attack_seconds / config.restarts:.0f} s each" if config.screen_rounds == config.main_iters else ""
-    restarts = f" for {kept_restarts(config)}{each}" if config.restarts > 1 else ""
+    compared_after = run.attack.restarts.compared_after if run.attack.restarts else None  # what the run did, not the plan
+    each = f", {run.timings.attack_seconds / config.restarts:.0f} s each" if compared_after == config.main_iters else ""
+    restarts = f" for {kept_restarts(config, compared_after)}{each}" if config.restarts > 1 else ""
     print(f"  attack {run.timings.attack_seconds:.0f} s{restarts} ({rate:,.0f} image-steps/s), training {run.timings.train_seconds:.0f} s")
     print(f"  {run.summary()}")
     for evaluation in run.evaluations[1:]:
