@@ -11,7 +11,8 @@ import pytest
 
 from cli_helpers import run_verb, tiny_npz
 
-TINY_ATTACK = ["--restarts", "1", "--main-iters", "2", "--input-iters", "2", "--model-iters", "2", "--targets", "3"]
+TINY_ATTACK = ["--restarts", "1", "--main-iters", "2", "--input-iters", "2", "--model-iters", "2", "--targets", "3",
+               "--polish-iters", "10"]
 
 
 def strict_json(path: Path) -> dict:
@@ -73,6 +74,17 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert "objects on black" in record["threat_model"]["image_prior"]
 
 
+def test_a_screen_that_defers_says_so_and_its_progress_never_claims_done_early(tmp_path, common, capsys):
+    code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *TINY_ATTACK[2:], "--observations", "20",
+                                            "--screen-defer", "0", "--out", str(tmp_path / "run")], capsys)
+    assert code == 0, err  # every disagreement is above 0: the three restarts run on to the end
+    assert "ranks by matching loss and agreement at the end (no two agreed after round 1)" in stdout
+    attack_lines = [line for line in stdout.splitlines() if line.startswith("attack: ") and " rounds (" in line]
+    assert attack_lines[-1].startswith(f"attack: {23 * 3 * 2}/{23 * 3 * 2} rounds (100%)")  # 3 restarts x 2 rounds each
+    assert not any("(100%)" in line for line in attack_lines[:-1])
+    assert strict_json(tmp_path / "run" / "metrics.json")["attack"]["config"]["screen_defer"] == 0
+
+
 def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(common, capsys):
     code, stdout, err = run_verb("benchmark", ["--only", "stream_result", common[0], common[1], "--observations", "20",
                                                "--depth", "1"], capsys)
@@ -88,6 +100,8 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
                                          (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit"),
                                          (["--observations", "5", "--restarts", "2"], "needs at least 3 restarts"),
                                          (["--screen", "0.3"], "add --observations N"),
+                                         (["--screen-defer", "0.5"], "--screen-defer is about comparing restarts"),
+                                         (["--observations", "5", "--screen-defer", "2"], "screen_defer is a disagreement"),
                                          (["--observations", "5", "--screen", "1"], "a share of the rounds")])
 def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
     code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)

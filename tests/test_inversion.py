@@ -224,7 +224,8 @@ def test_nan_or_infinite_observations_are_refused(depth1_client):
         invert(depth1_client, observed, TINY)
 
 
-STREAM = preset("tuned").replace(restarts=1, main_iters=8, input_iters=20, model_iters=10, mode="stream", batch_size=8)
+STREAM = preset("tuned").replace(restarts=1, main_iters=8, input_iters=20, model_iters=10, mode="stream", batch_size=8,
+                                 polish_iters=50)
 
 
 def test_stream_mode_attacks_every_observation_with_one_clone_and_beats_guessing(depth1_client):
@@ -302,8 +303,12 @@ def test_a_screen_where_no_two_restarts_agree_defers_the_comparison_to_the_end(d
     observed = depth1_client(smooth_images(16))
     config = STREAM.replace(restarts=3, keep="matching+agreement", screen=0.3)
     at_end = invert(depth1_client, observed, config.replace(screen=0))
-    deferred = invert(depth1_client, observed, config.replace(screen_defer=0.0))  # every disagreement is above 0
+    reports = []
+    deferred = invert(depth1_client, observed, config.replace(screen_defer=0.0),  # every disagreement is above 0
+                      on_round=reports.append)
     assert (deferred.compared_after, at_end.compared_after) == (8, 8)
+    planned = [report.rounds_in_all for report in reports]  # what a progress bar's total follows
+    assert planned[: 3 * 3] == [3 * 3 + 5] * 9 and planned[9:] == [3 * 8] * (3 * 5) == [len(reports)] * 15
     np.testing.assert_allclose(deferred.restart_losses, at_end.restart_losses, rtol=1e-5)  # all three ran all 8 rounds
     np.testing.assert_allclose(deferred.restart_disagreement, at_end.restart_disagreement, rtol=1e-4)
     assert deferred.kept_restart == at_end.kept_restart

@@ -61,7 +61,8 @@ class CellProgress:
 
     def on_round(self, report) -> None:
         if self.bar is None:
-            self.bar = Progress(report.rounds * max(len(report.targets), self.targets), "round", label="  attack")
+            self.bar = Progress(report.rounds_in_all * max(len(report.targets), self.targets), "round", label="  attack")
+        self.bar.extend(report.rounds_in_all * max(len(report.targets), self.targets))  # restarts run on: more rounds
         self.done += len(report.targets)
         self.bar.update(self.done, matching=float(report.matching_loss.mean()))
 

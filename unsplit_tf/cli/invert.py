@@ -110,6 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stream mode with --restarts: compare the restarts after this share of the rounds and run only "
                              "the one kept to the end, unless no two agree by then (0: compare them at the end, better "
                              "with 5 restarts; default: the preset's)")
+    parser.add_argument("--screen-defer", type=finite_float, metavar="D",
+                        help="with --screen: if every restart's disagreement at the screen (0: same pictures, 1: unrelated) "
+                             "is above D, none is kept there; all run on and are compared at the end (1: never; "
+                             "default: the preset's, 0.9 in stream mode)")
     parser.add_argument("--stream-batch", type=int, metavar="N", help="stream mode: observations per minibatch (default: the preset's)")
     parser.add_argument("--mode", choices=MODES, help="all targets at once (batched), or one by one sharing the clone (default: the preset's)")
     parser.add_argument("--observations", type=int, metavar="N",
@@ -157,6 +161,8 @@ def attack_config(args: argparse.Namespace):
         changes["keep"] = args.keep
     if args.screen is not None:
         changes["screen"] = args.screen
+    if args.screen_defer is not None:
+        changes["screen_defer"] = args.screen_defer
     if args.stream_batch is not None:
         changes["batch_size"] = args.stream_batch
     if args.mode:
@@ -172,7 +178,7 @@ def attack_config(args: argparse.Namespace):
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "prior", "keep", "screen", "stream_batch", "tensorboard", "observations")
+    given += [name for name in ("lr", "box", "mode", "prior", "keep", "screen", "screen_defer", "stream_batch", "tensorboard", "observations")
               if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset is not None else []
@@ -200,8 +206,9 @@ def check_flags(args: argparse.Namespace) -> None:
         raise CliError("--layer needs --model (or --architecture resnet20); the reference nets are cut with --depth")
     if args.layer and args.depth is not None:
         raise CliError("give --layer or --depth, not both")
-    if args.screen and not args.observations:
-        raise CliError("--screen compares restarts part-way through a stream attack: add --observations N")
+    if (args.screen or args.screen_defer is not None) and not args.observations:
+        flag = "--screen" if args.screen else "--screen-defer"
+        raise CliError(f"{flag} is about comparing restarts part-way through a stream attack: add --observations N")
     if args.targets < 1:
         raise CliError(f"--targets must be at least 1, got {args.targets}")
     if args.observations is not None:
@@ -266,8 +273,7 @@ def run(args: argparse.Namespace) -> int:
 
     def on_round(report: RoundReport) -> None:
         rounds[0] += len(report.targets)
-        if rounds[0] > attack_bar.total:  # the screen found no two restarts agreeing: all of them run on
-            attack_bar.extend(attacked * config.restarts * config.main_iters)
+        attack_bar.extend(attacked * report.rounds_in_all)  # more once the screen finds no two restarts agreeing
         matching = float(report.matching_loss.mean())
         attack_bar.update(rounds[0], matching=matching)
         scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})

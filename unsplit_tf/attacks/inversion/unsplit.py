@@ -207,6 +207,7 @@ class RoundReport:
     rounds: int
     input_loss: np.ndarray  # the x_hat objective per target (matching + regularisers)
     matching_loss: np.ndarray  # MSE(clone(x_hat), z) per target after the clone's steps
+    rounds_in_all: int  # rounds per target over every restart, as now planned: more once the screen defers
 
 
 @dataclass
@@ -329,6 +330,8 @@ def _compare(compared: list[_Attempt], tried: list[_Attempt], config: InversionC
 def _run_on(attempts: list[_Attempt]) -> bool:
     """Run every attempt on to its last round and finish it, as if never screened; False if Ctrl-C stopped one."""
     for attempt in attempts:
+        attempt.planned = len(attempts) * attempt.config.main_iters
+    for attempt in attempts:
         attempt.run(attempt.config.main_iters)
         if attempt.interrupted:
             return False
@@ -429,6 +432,7 @@ class _Attempt:
         self.reconstructions = (None if self.stream is not None  # stream mode keeps them in its x_all
                                 else np.full((n_targets, *input_shape), config.init_value, np.float32))
         self.rounds_done, self.seconds, self.interrupted = 0, 0.0, False
+        self.planned = config.rounds_in_all  # what round reports give as `rounds_in_all`
         self.early_stop = _EarlyStop(config)
         self.result: InversionResult | None = None
 
@@ -510,7 +514,7 @@ class _Attempt:
                 self.history[target] = np.append(self.history[target], matching_loss[position])
                 self.objective[target] = np.append(self.objective[target], input_loss[position])
             if self.on_round is not None:
-                self.on_round(RoundReport(targets, round_index, config.main_iters, input_loss, matching_loss))
+                self.on_round(RoundReport(targets, round_index, config.main_iters, input_loss, matching_loss, self.planned))
             if self.early_stop(float(matching_loss.mean())):
                 return True
         return False
