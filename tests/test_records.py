@@ -83,7 +83,7 @@ def test_either_polarity_takes_the_better_of_each_image_and_its_negative(inversi
 
 
 def test_an_attack_config_comes_back_as_its_typed_dataclass():
-    config = preset("tuned").replace(main_iters=7, restarts=1)
+    config = preset("tuned").replace(main_iters=7, restarts=1, polish_iters=10)
     info = AttackInfo.from_dict(json.loads(json.dumps(AttackInfo.of("unsplit", "tuned", config).to_dict())))
     assert info.config_as(InversionConfig) == config  # the box comes back as a tuple, the mode as a valid literal
 

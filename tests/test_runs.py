@@ -57,7 +57,7 @@ def test_run_inversion_beats_the_mean_image_and_says_so(data, tmp_path):
 
 def test_a_defended_victim_is_attacked_with_the_undefended_architecture(data, tmp_path):
     victim = VictimSpec(depth=2, defense=DefenseSetting("gaussian_noise", 1.0), training=TRAINING)
-    outcome = run_inversion(data, preset("tuned").replace(main_iters=1, input_iters=2, model_iters=2), victim=victim,
+    outcome = run_inversion(data, preset("tuned").replace(main_iters=1, input_iters=2, model_iters=2, polish_iters=10), victim=victim,
                             targets=3, cache_dir=tmp_path)
     assert "defense" in [layer.name for layer in outcome.split.client.layers]
     assert "defense" not in [layer.name for layer in outcome.result.clone.layers]  # the server knows no defense
@@ -173,7 +173,7 @@ def test_observations_are_refused_before_any_training_where_they_cannot_work(dat
 def test_a_trained_split_is_observed_through_its_final_client(rng):
     data = tiny_data(rng)
     split = split_model(residual_model(), layer="pool")
-    config = preset("tuned").replace(mode="stream", batch_size=10, main_iters=2, input_iters=2, model_iters=2)
+    config = preset("tuned").replace(mode="stream", batch_size=10, main_iters=2, input_iters=2, model_iters=2, polish_iters=10)
     run = run_inversion(data, config, victim=split, targets=3, observations=20).run
     assert run.threat_model.observed_examples == 20 and "final client" in run.threat_model.observations
     assert run.evaluations[1].reconstruction.n == 20 and len(set(run.evaluations[1].targets.indices)) == 20

@@ -114,7 +114,7 @@ def test_a_resnet20_victim_is_built_trained_and_cut_between_blocks(tmp_path, cap
     np.savez(path, x_train=rng.integers(0, 255, (32, 32, 32, 3), dtype=np.uint8), y_train=np.arange(32) % 10,
              x_test=rng.integers(0, 255, (10, 32, 32, 3), dtype=np.uint8), y_test=np.arange(10) % 10)
     common = ["--dataset", "cifar", "--data-dir", str(path), "--architecture", "resnet20", "--epochs", "1", "--batch-size", "16",
-              "--main-iters", "1", "--input-iters", "1", "--model-iters", "1", "--targets", "10", "--cache-dir", str(tmp_path / "cache")]
+              "--main-iters", "1", "--input-iters", "1", "--model-iters", "1", "--targets", "10", "--restarts", "1", "--polish-iters", "0", "--cache-dir", str(tmp_path / "cache")]
     code, _, err = run_verb("invert", [*common, "--depth", "3", "--out", str(tmp_path / "no")], capsys)
     assert code == 2 and "--layer blockB_out" in err
     code, out, err = run_verb("invert", [*common, "--layer", "block1_out", "--out", str(tmp_path / "run")], capsys)
