@@ -343,8 +343,9 @@ def test_train_refuses_a_depth_the_net_does_not_have_before_any_work(capsys, no_
     assert code == 2 and "depth 99" in err
 
 
-def test_a_sequential_cell_counts_rounds_over_all_its_targets(capsys):
-    """Sequential mode reports one target at a time; the cell's bar must still span every target's rounds."""
+def test_a_sequential_cell_counts_rounds_over_all_its_targets_and_restarts(capsys):
+    """Sequential mode reports one target at a time; the cell's bar must still span every target's rounds, over
+    every restart."""
     import types
 
     import numpy as np
@@ -356,6 +357,7 @@ def test_a_sequential_cell_counts_rounds_over_all_its_targets(capsys):
     progress = CellProgress()
     progress.on_event(SweepEvent("started", cell, 1, 1, running=1, left=0))
     for round_index in range(1, 4):
-        progress.on_round(types.SimpleNamespace(targets=(0,), round=round_index, rounds=100, matching_loss=np.zeros(1)))
-    assert progress.bar.total == 1000 and progress.bar.done == 3
+        progress.on_round(types.SimpleNamespace(targets=(0,), round=round_index, rounds=100, rounds_in_all=300,
+                                                matching_loss=np.zeros(1)))
+    assert progress.bar.total == 3000 and progress.bar.done == 3  # 10 targets x 100 rounds x 3 restarts
     progress.close()

@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
     write_outputs(out, outcome, data)
     record = outcome.run
     print(record.summary())
-    print_restarts(outcome.result)
+    print_restarts(record.attack.restarts, config)
     for extra in record.evaluations[1:]:
         scores = extra.reconstruction
         print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
@@ -311,16 +311,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_restarts(result) -> None:
-    """Which of UnSplit's restarts was kept, and what it was compared by (nothing for one restart or another family)."""
-    losses, apart = getattr(result, "restart_losses", ()), getattr(result, "restart_disagreement", ())
-    if len(losses) < 2:
+def print_restarts(choice, config) -> None:
+    """Which of UnSplit's restarts was kept and what they were compared by, as the record says (`RestartChoice`;
+    None for one restart or another family: nothing printed)."""
+    if choice is None:
         return
     by = {"agreement": "agreement with the others", "matching+agreement": "ranks by matching loss and agreement"}
-    what = (by[result.config.keep] if len(apart) else "matching loss") + screened(result.config, result.compared_after)
-    apart_text = f"; disagreement {' / '.join(f'{v:.2f}' for v in apart)}" if len(apart) else ""
-    print(f"  restarts: kept {result.kept_restart + 1} of {len(losses)}, by {what} "
-          f"(matching loss {' / '.join(f'{v:.4f}' for v in losses)}{apart_text})")
+    what = (by[config.keep] if choice.disagreement else "matching loss") + screened(config, choice.compared_after)
+    losses = " / ".join("-" if value is None else f"{value:.4f}" for value in choice.matching_loss)
+    apart = f"; disagreement {' / '.join(f'{v:.2f}' for v in choice.disagreement)}" if choice.disagreement else ""
+    print(f"  restarts: kept {choice.kept + 1} of {len(choice.matching_loss)}, by {what} (matching loss {losses}{apart})")
 
 
 def write_outputs(out: Path, outcome, data) -> None:
