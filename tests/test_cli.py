@@ -7,6 +7,7 @@ happens *before* any training, so it stays fast; tests/test_cli_runs.py runs the
 from __future__ import annotations
 
 import io
+import re
 import runpy
 import sys
 from pathlib import Path
@@ -287,6 +288,19 @@ def test_progress_off_a_terminal_writes_clean_lines():
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_progress_claims_no_time_left_before_it_has_a_rate():
+    """The first update (one epoch of two, or a round that compiled) gives no rate: no "~0s left" then."""
+    stream = io.StringIO()
+    bar = Progress(3, "epoch", stream=stream, seconds=0.0)
+    bar.update(1, loss=0.5)
+    bar.update(2, loss=0.4)
+    bar.update(3, loss=0.3)
+    first, second, last = stream.getvalue().splitlines()
+    assert first == "1/3 epochs ( 33%) loss 0.5"
+    assert re.fullmatch(r"2/3 epochs \( 67%\) \d+s, ~\d+s left loss 0\.4", second)
+    assert re.fullmatch(r"3/3 epochs \(100%\) \d+s loss 0\.3", last)
 
 
 def test_progress_goes_on_past_its_plan_once_extended():

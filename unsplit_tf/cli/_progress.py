@@ -54,13 +54,15 @@ class Progress:
 
     def _text(self, values: dict[str, float]) -> str:
         now = time.perf_counter()
-        if self._first is None:
-            self._first = (now, 0 if self.done == 1 else self.done)
+        if self._first is None:  # the units of the first update (compiling, warming up) give no rate
+            self._first = (now, self.done)
         elapsed, counted = now - self._first[0], self.done - self._first[1]
-        left = elapsed / counted * (self.total - self.done) if counted > 0 else 0.0
+        clock = ""
+        if counted > 0:
+            clock = f" {elapsed:.0f}s" + (f", ~{elapsed / counted * (self.total - self.done):.0f}s left" if self.done < self.total else "")
         shown = "".join(f" {name} {_number(value)}" for name, value in values.items())
         head = f"{self.label}: " if self.label else ""
-        return f"{head}{self.done}/{self.total} {self.unit}s ({self.done / self.total:4.0%}) {elapsed:.0f}s, ~{left:.0f}s left{shown}"
+        return f"{head}{self.done}/{self.total} {self.unit}s ({self.done / self.total:4.0%}){clock}{shown}"
 
 
 def _number(value: float) -> str:
