@@ -163,7 +163,7 @@ def test_labels_at_an_impossible_depth_is_one_clear_line(depth, tmp_path, common
 
 def test_sweep_then_report(tmp_path, common, capsys):
     results = tmp_path / "results"
-    argv = [*common, "--datasets", "mnist", "--depths", "1", "--attack", "tuned:batched", "--budget", "2x2+2",
+    argv = [*common, "--datasets", "mnist", "--depths", "1", "--attack", "paper:batched", "--budget", "2x2+2",
             "--epochs", "1", "--targets", "2", "--label-samples", "4", "--results", str(results)]
     code, stdout, _ = run_verb("sweep", argv, capsys)
     assert code == 0 and "2 cells" in stdout
@@ -195,7 +195,7 @@ def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common,
     batch_norm_residual_model(width=4).save(tmp_path / "mine.keras")
     results = tmp_path / "r"
     argv = [*common, "--datasets", "mnist", "--model", str(tmp_path / "mine.keras"), "--layers", "block1_out", "stem_relu",
-            "--attack", "tuned:batched", "--budget", "1x2+2", "--targets", "2", "--results", str(results)]
+            "--attack", "paper:batched", "--budget", "1x2+2", "--targets", "2", "--results", str(results)]
     code, stdout, err = run_verb("sweep", argv, capsys)
     assert code == 0, err
     records = [strict_json(path) for path in (results / "cells").glob("*.json")]  # no label cells with --model
