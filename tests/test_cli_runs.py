@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import run_verb, tiny_npz
 
 TINY_ATTACK = ["--restarts", "1", "--main-iters", "2", "--input-iters", "2", "--model-iters", "2", "--targets", "3",
-               "--polish-iters", "10"]
+               "--polish-iters", "10", "--refit-iters", "10"]
 
 
 def strict_json(path: Path) -> dict:

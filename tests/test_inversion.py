@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.attacks.inversion import InversionConfig, choose_restart, disagreement, invert, preset, restart_seed, total_variation, uses_xla
+from unsplit_tf.attacks.inversion import (InversionConfig, choose_restart, disagreement, invert, preset, refit_seed, restart_seed,
+                                         total_variation, uses_xla)
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
 from unsplit_tf.split import clone_architecture, split_model
@@ -316,6 +317,20 @@ def test_a_screen_where_no_two_restarts_agree_defers_the_comparison_to_the_end(d
     assert deferred.image_steps == 3 * 8 * 16 * (20 + 10)
     screened = invert(depth1_client, observed, config)  # screen_defer 1: never deferred
     assert screened.compared_after == 3 and screened.image_steps == (3 * 3 + 5) * 16 * (20 + 10)
+
+
+def test_a_refit_clone_replaces_the_attacks_own_and_fits_the_final_pictures(depth1_client):
+    observed = depth1_client(smooth_images(16))
+    plain = invert(depth1_client, observed, STREAM)
+    refit = invert(depth1_client, observed, STREAM.replace(refit_iters=200))
+    np.testing.assert_array_equal(plain.reconstructions, refit.reconstructions)  # the pictures are the attack's
+
+    def misfit(clone) -> float:
+        return float(np.mean(np.square(clone(refit.reconstructions) - observed)))
+
+    fresh = clone_architecture(depth1_client, seed=refit_seed(STREAM.seed))  # where the refit starts
+    assert misfit(refit.clone) < 0.5 * misfit(fresh)
+    assert not np.allclose(refit.clone.weights[0], plain.clone.weights[0]) and refit.clone is not plain.clone
 
 
 def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():

@@ -280,7 +280,8 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     parts = InversionCell("f_mnist", "tag", 2, preset="paper").key.split("-")
     assert not any(part[0] == "r" and part[1:].isdigit() for part in parts)  # the keys of stored paper cells stand
     stream = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000).key
-    assert "-r3-sc0.33d0.90-" in stream  # compared after a third of the rounds unless none agree: not the cells compared at the end
+    assert "-r3-sc0.33d0.90-rf1000-" in stream  # compared after a third of the rounds unless none agree, the clone refit
+    assert "-rf" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # no refit: the stored cells' keys stand
     assert "-sc" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key
     one_round = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000, budget=Budget(1, 2, 2))
     assert one_round.unsplit_config().screen_rounds == 1 and "-sc" not in one_round.key  # the key says what runs: no screen

@@ -182,6 +182,7 @@ class InversionCell:
         parts += [f"r{restarts}"] if restarts != 1 else []  # a preset's restarts changed once: keep those cells apart
         if config and config.screen_rounds < config.main_iters:  # so did stream's screen, and when it defers to the end
             parts += [f"sc{config.screen:.2f}" + (f"d{config.screen_defer:.2f}" if config.screen_defer < 1 else "")]
+        parts += [f"rf{config.refit_iters}"] if config and config.refit_iters else []  # and stream's clone refit
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
         parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
         return "-".join(parts + [self.data_tag])

@@ -72,6 +72,7 @@ CONFIG_FLAGS = {
     "patience": int,
     "restarts": int,
     "polish_iters": int,
+    "refit_iters": int,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
