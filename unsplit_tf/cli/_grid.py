@@ -60,9 +60,10 @@ class CellProgress:
         print(f"  training epoch {epoch + 1}: loss {loss:.4f}", flush=True)
 
     def on_round(self, report) -> None:
+        total = report.rounds_in_all * max(len(report.targets), self.targets)
         if self.bar is None:
-            self.bar = Progress(report.rounds_in_all * max(len(report.targets), self.targets), "round", label="  attack")
-        self.bar.extend(report.rounds_in_all * max(len(report.targets), self.targets))  # restarts run on: more rounds
+            self.bar = Progress(total, "round", label="  attack")
+        self.bar.extend(total)  # more once restarts that were screened all run on
         self.done += len(report.targets)
         self.bar.update(self.done, matching=float(report.matching_loss.mean()))
 

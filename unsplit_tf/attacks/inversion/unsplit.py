@@ -342,8 +342,7 @@ def _compare(compared: list[_Attempt], tried: list[_Attempt], config: InversionC
 def _run_on(attempts: list[_Attempt]) -> bool:
     """Run every attempt on to its last round and finish it, as if never screened; False if Ctrl-C stopped one."""
     for attempt in attempts:
-        attempt.planned = len(attempts) * attempt.config.main_iters
-    for attempt in attempts:
+        attempt.planned = len(attempts) * attempt.config.main_iters  # what its round reports now give as the total
         attempt.run(attempt.config.main_iters)
         if attempt.interrupted:
             return False
@@ -439,7 +438,7 @@ class _Attempt:
                 f"{self.group} targets per step do not split evenly over {replicas} replicas; "
                 f"choose a batch_size (stream mode) or a number of targets that is a multiple of {replicas}"
             )
-        self.view = self.clone if config.observed_in == "inference" else _batch_statistics_view(self.clone)
+        self.view = _observed_view(self.clone, config)
         self.engine = _RoundEngine(self.view, (self.group, *input_shape), config, self.strategy)
         self.stream = _StreamEngine(self.engine, observed, seed) if config.mode == "stream" else None
         self.observed, self.config, self.seed, self.on_round = observed, config, seed, on_round
@@ -519,19 +518,18 @@ class _Attempt:
             )
         return self.result
 
-    def refit(self) -> keras.Model:
-        """A fresh clone (its own seed) fitted on the finished result's reconstructions, held fixed, for `refit_iters`
-        steps and BatchNorm-calibrated as `finish` does; it becomes the result's clone."""
+    def refit(self) -> None:
+        """Replace the finished result's clone by a fresh one (its own seed) fitted on its reconstructions, held fixed,
+        for `refit_iters` steps and BatchNorm-calibrated as `finish` does."""
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
         with self.strategy.scope():
             clone = clone_architecture(self.clone, seed=seed)
-        view = clone if config.observed_in == "inference" else _batch_statistics_view(clone)
-        _polish(view, self.result.reconstructions, self.observed, config, self.strategy, seed, config.refit_iters)
+        _polish(_observed_view(clone, config), self.result.reconstructions, self.observed, config, self.strategy, seed,
+                config.refit_iters)
         if config.observed_in == "training":
             calibrate_batch_norm(clone, self.result.reconstructions)
         self.clone = self.result.clone = clone
         self.seconds += time.perf_counter() - start
-        return clone
 
     def _optimise(self, engine, observed: tf.Tensor, targets: tuple[int, ...], rounds: range) -> bool:
         """Run `rounds` (1-based, of `main_iters`) on one group of targets; True if it stopped early."""
@@ -913,6 +911,12 @@ class _BatchStatistics(keras.layers.Layer):
 
 def _positive_axes(axis, rank: int) -> list[int]:
     return [a % rank for a in (axis if isinstance(axis, (list, tuple)) else [axis])]
+
+
+def _observed_view(clone: keras.Model, config: InversionConfig) -> keras.Model:
+    """What the attack fits to the observations: `clone` itself, or its batch-statistics view (sharing its weights)
+    when the client was observed while training."""
+    return clone if config.observed_in == "inference" else _batch_statistics_view(clone)
 
 
 def _batch_statistics_view(clone: keras.Model) -> keras.Model:
