@@ -180,13 +180,17 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
             "--label-samples", "0", "--results", str(tmp_path / "r")]
     code, _, err = run_verb("sweep", [*argv, "--observations", "10"], capsys)
     assert code == 2 and "stream:stream" in err
-    code, stdout, err = run_verb("sweep", [*argv, "--attack", "stream:stream", "--attack", "tuned:batched", "--observations", "10"], capsys)
+    code, stdout, err = run_verb("sweep", [*argv, "--attack", "stream:stream", "--attack", "tuned:batched", "--observations", "10",
+                                           "--polish-iters", "5", "--refit-iters", "7"], capsys)
     assert code == 0, err
     records = sorted((strict_json(path) for path in (tmp_path / "r" / "cells").glob("*.json")),
                      key=lambda r: r["threat_model"]["observed_examples"])
     assert [r["threat_model"]["observed_examples"] for r in records] == [0, 10]  # batched, and stream on its axis
-    stream = records[1]["attack"]["config"]
+    tuned, stream = (record["attack"]["config"] for record in records)
     assert (stream["restarts"], stream["keep"], stream["main_iters"]) == (3, "matching+agreement", 1)  # the preset, the budget
+    assert [(c["polish_iters"], c["refit_iters"]) for c in (tuned, stream)] == [(5, 7), (5, 7)]  # the flags, not the presets'
+    code, _, err = run_verb("sweep", [*argv, "--family", "sdar", "--polish-iters", "5"], capsys)
+    assert code == 2 and "--family unsplit" in err
 
 
 def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common, capsys):

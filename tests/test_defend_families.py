@@ -30,6 +30,9 @@ def planned(tmp_path, monkeypatch):
 def test_defend_attacks_with_unsplit_by_default(planned, capsys):
     cells = planned(["--defense", "nopeek", "--nopeek-weights", "3"], capsys)
     assert [(cell.attack, cell.aux, cell.defense) for cell in cells] == [("unsplit", 0, NO_DEFENSE), ("unsplit", 0, NOPEEK)]
+    assert {cell.polish_iters for cell in cells} == {None}  # the preset's
+    polished = planned(["--defense", "nopeek", "--nopeek-weights", "3", "--polish-iters", "5"], capsys)[len(cells):]
+    assert [cell.unsplit_config().polish_iters for cell in polished] == [5, 5]
 
 
 def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_side_once(planned, capsys):
@@ -50,6 +53,7 @@ def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_
     (["--aux", "100"], "--aux is for --attack sdar / inverse_network"),
     (["--attack", "sdar", "--aux", "1"], "--aux must be at least 2 images"),
     (["--attack", "gan"], "invalid choice: 'gan'"),
+    (["--refit-iters", "-1"], "--refit-iters must be 0 or more"),
 ])
 def test_bad_attack_flags_are_refused_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("unsplit_tf.cli.defend.load_data", lambda *args: pytest.fail("the command went on to load data"))

@@ -284,4 +284,10 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     assert "-rf" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # no refit: the stored cells' keys stand
     assert "-sc" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key
     one_round = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000, budget=Budget(1, 2, 2))
+    polished = InversionCell("f_mnist", "tag", 2, preset="tuned", polish_iters=5, refit_iters=7)
+    assert "-rf7-po5-" in polished.key and "polish 5, refit 7" in polished.describe()  # steps the preset did not choose
+    assert polished.unsplit_config().polish_iters == 5
+    assert InversionCell("f_mnist", "tag", 2, preset="tuned", polish_iters=2000).key == InversionCell("f_mnist", "tag", 2).key
+    with pytest.raises(ValueError, match="polish_iters is a step count of the unsplit attack"):
+        InversionCell("f_mnist", "tag", 2, attack="sdar", aux=10, polish_iters=5)
     assert one_round.unsplit_config().screen_rounds == 1 and "-sc" not in one_round.key  # the key says what runs: no screen

@@ -136,6 +136,8 @@ class InversionCell:
     train_samples: int | None = None  # train on the first N training images (None: all)
     aux: int = 0  # auxiliary images of an auxiliary-data family (0 for "unsplit")
     observations: int = 0  # stream mode: the last N training examples observed, attacked with the targets
+    polish_iters: int | None = None  # UnSplit's clone-polish steps (None: the preset's)
+    refit_iters: int | None = None  # UnSplit's fresh-clone refit steps (None: the preset's)
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -159,6 +161,11 @@ class InversionCell:
                                  "it attacks the reference nets only")
         elif self.aux:
             raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
+        for name in ("polish_iters", "refit_iters"):
+            if getattr(self, name) is not None:
+                at_least(f"cell {name} (or None for the preset's)", getattr(self, name), 0)
+                if self.attack != "unsplit":
+                    raise ValueError(f"cell {name} is a step count of the unsplit attack, not of {self.attack!r}; pass None")
         if self.observations and (self.attack != "unsplit" or self.mode != "stream"):
             raise ValueError(f"cell observations {self.observations} need the unsplit attack in stream mode, "
                              f"got {self.attack} {self.mode}")
@@ -167,7 +174,8 @@ class InversionCell:
         """The UnSplit attack this cell runs, before its seed and prior (None for the other families)."""
         if self.attack != "unsplit":
             return None
-        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget))
+        steps = {name: getattr(self, name) for name in ("polish_iters", "refit_iters") if getattr(self, name) is not None}
+        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **steps)
 
     @property
     def key(self) -> str:
@@ -183,6 +191,8 @@ class InversionCell:
         if config and config.screen_rounds < config.main_iters:  # so did stream's screen, and when it defers to the end
             parts += [f"sc{config.screen:.2f}" + (f"d{config.screen_defer:.2f}" if config.screen_defer < 1 else "")]
         parts += [f"rf{config.refit_iters}"] if config and config.refit_iters else []  # and stream's clone refit
+        if config and config.polish_iters != preset(self.preset).polish_iters:  # a polish other than the preset's
+            parts += [f"po{config.polish_iters}"]
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
         parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
         return "-".join(parts + [self.data_tag])
@@ -192,7 +202,10 @@ class InversionCell:
         if self.attack in AUXILIARY_FAMILIES:
             return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
         seen = f", {self.observations} observed" if self.observations else ""
-        return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} {self.budget}{seen}"
+        steps = "".join(f", {name.split('_')[0]} {getattr(self, name)}" for name in ("polish_iters", "refit_iters")
+                        if getattr(self, name) is not None)
+        return (f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} "
+                f"{self.budget}{steps}{seen}")
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--main-iters", type=int, help=f"inversion rounds (default {DEFAULT_BUDGET.main_iters}; {QUICK['main_iters']} with --quick)")
     parser.add_argument("--input-iters", type=int, default=DEFAULT_BUDGET.input_iters, help=f"x_hat steps per round (default {DEFAULT_BUDGET.input_iters})")
     parser.add_argument("--model-iters", type=int, default=DEFAULT_BUDGET.model_iters, help=f"clone steps per round (default {DEFAULT_BUDGET.model_iters})")
+    parser.add_argument("--polish-iters", type=int, metavar="N",
+                        help="steps of the clone alone on the final pictures (default the preset's: tuned 2000)")
+    parser.add_argument("--refit-iters", type=int, metavar="N",
+                        help="steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)")
     parser.add_argument("--label-batch-size", type=int, default=defaults.DEFENSE_LABEL_BATCH_SIZE, help=f"U-shaped training batch size (default {defaults.DEFENSE_LABEL_BATCH_SIZE})")
     parser.add_argument("--label-samples", type=int, help=f"training examples the label attacks see (default {defaults.DEFENSE_LABEL_SAMPLES}; {QUICK['label_samples']} with --quick)")
     parser.add_argument("--train-samples", type=int, help=f"train on the first N training images only (default all; {QUICK['train_samples']} with --quick)")
@@ -103,6 +107,9 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "main_iters", "input_iters", "model_iters", "label_batch_size", "label_samples"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    for name in ("polish_iters", "refit_iters"):
+        if getattr(args, name) is not None and getattr(args, name) < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
     args.attack = list(dict.fromkeys(args.attack))
     if args.aux is not None and args.attack == ["unsplit"]:
         raise CliError("--aux is for --attack sdar / inverse_network; unsplit uses no auxiliary data")
@@ -116,7 +123,8 @@ def inversion_fields(args: argparse.Namespace) -> list[dict]:
     from unsplit_tf.sweep import Budget
 
     shared = {"epochs": args.epochs, "batch_size": args.batch_size, "train_samples": args.train_samples}
-    unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters)}
+    unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters),
+               "polish_iters": args.polish_iters, "refit_iters": args.refit_iters}
     return [{**shared, **unsplit} if family == "unsplit" else {**shared, "attack": family, "aux": args.aux or defaults.AUX}
             for family in args.attack]
 

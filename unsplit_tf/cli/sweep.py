@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag}; "
                                           "a stream preset in stream mode keeps its own, e.g. stream:stream 15x20+20)")
+    parser.add_argument("--polish-iters", type=int, metavar="N",
+                        help="UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)")
+    parser.add_argument("--refit-iters", type=int, metavar="N",
+                        help="UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)")
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -190,6 +194,9 @@ def run(args: argparse.Namespace) -> int:
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget) if args.budget else None
+    steps = {name: getattr(args, name) for name in ("polish_iters", "refit_iters") if getattr(args, name) is not None}
+    if any(n < 0 for n in steps.values()):
+        raise CliError(f"--polish-iters and --refit-iters must be 0 or more, got {' '.join(map(str, steps.values()))}")
     families = list(dict.fromkeys(args.family))
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
@@ -197,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     if any(n < 2 for n in args.aux or []):
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
+    if steps and "unsplit" not in families:
+        raise CliError("--polish-iters and --refit-iters are UnSplit's steps: add --family unsplit")
     if args.observations and not (streams and "unsplit" in families):
         raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream, "
                        "the stream preset as `invert --observations` runs it)")
@@ -219,10 +228,10 @@ def run(args: argparse.Namespace) -> int:
         if "unsplit" in families:
             plain = [attack for attack in attacks if attack not in streams or not args.observations]
             cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
-                                     epochs=args.epochs, targets=args.targets, **model)
+                                     epochs=args.epochs, targets=args.targets, **steps, **model)
             cells += [cell for n in args.observations or [] for cell in
                       inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
-                                      epochs=args.epochs, targets=args.targets, observations=n, **model)]
+                                      epochs=args.epochs, targets=args.targets, observations=n, **steps, **model)]
         cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
                   for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
                                               targets=args.targets, attack=family, aux=aux)]
