@@ -198,6 +198,9 @@ def test_paper_defaults():
         ({"screen": 1.0, "mode": "stream", "restarts": 3}, "below 1, got 1.0"),
         ({"screen": float("nan")}, "screen must be a finite number"),
         ({"screen_defer": 1.5}, "screen_defer is a disagreement, between 0 and 1"),
+        ({"refine_cycles": 1, "mode": "stream"}, r"needs mode='stream' and refit_iters > 0 \(got mode='stream', refit_iters=0\)"),
+        ({"refine_cycles": 1, "refit_iters": 10}, "needs mode='stream'"),
+        ({"refine_passes": 0}, "refine_passes must be at least 1"),
     ],
 )
 def test_bad_config_is_refused(changes, message):
@@ -331,6 +334,31 @@ def test_a_refit_clone_replaces_the_attacks_own_and_fits_the_final_pictures(dept
     fresh = clone_architecture(depth1_client, seed=refit_seed(STREAM.seed))  # where the refit starts
     assert misfit(refit.clone) < 0.5 * misfit(fresh)
     assert not np.allclose(refit.clone.weights[0], plain.clone.weights[0]) and refit.clone is not plain.clone
+
+
+def test_refine_cycles_refit_pictures_and_clone_into_a_closer_matching_pair(depth1_client, monkeypatch):
+    targets = smooth_images(16)
+    observed = depth1_client(targets)
+    config = STREAM.replace(refit_iters=200)
+    refit, refined = (invert(depth1_client, observed, config.replace(refine_cycles=n)) for n in (0, 1))
+
+    def misfit(result) -> float:  # what the server can see: the matching loss of its pictures through its clone
+        return float(np.mean(np.square(result.clone(result.reconstructions) - observed)))
+
+    assert not np.allclose(refined.reconstructions, refit.reconstructions)
+    assert misfit(refined) < 0.8 * misfit(refit)
+    guesses = baseline_scores(targets, seed=5)
+    assert reconstruction_scores(targets, refined.reconstructions).mean_mse < 0.5 * guesses["uniform_random"].mean_mse
+    assert refined.seconds > refit.seconds and not refined.interrupted
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("unsplit_tf.attacks.inversion.unsplit._PictureRefiner.__call__", stop)
+    stopped = invert(depth1_client, observed, config.replace(refine_cycles=2))  # Ctrl-C in the first refinement
+    assert stopped.interrupted
+    np.testing.assert_array_equal(stopped.reconstructions, refit.reconstructions)  # the refit's pair, kept whole
+    assert misfit(stopped) == pytest.approx(misfit(refit), rel=1e-5)
 
 
 def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():

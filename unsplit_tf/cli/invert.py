@@ -73,6 +73,8 @@ CONFIG_FLAGS = {
     "restarts": int,
     "polish_iters": int,
     "refit_iters": int,
+    "refine_cycles": int,
+    "refine_passes": int,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
 ATTACKS = ("unsplit", "sdar", "inverse_network")

@@ -84,6 +84,10 @@ class InversionConfig:
     # then, Adam steps (at polish_lr) of a *fresh* clone on the final x_hat, returned as the stolen client instead of
     # the attack's own, which co-adapted with x_hat during the rounds (0: none; docs/ALGORITHMS.md)
     refit_iters: int = 0
+    # then, this many times: every picture refined for `refine_passes` passes over the observations through the refitted
+    # clone, held fixed (stream mode's input steps, no clone steps), and a fresh clone refitted on them (docs/ALGORITHMS.md)
+    refine_cycles: int = 0
+    refine_passes: int = 3
     seed: int = 0  # initial weights of the clone
     jit_compile: bool | None = None  # compile each round with XLA; None: when it is faster (`uses_xla`)
 
@@ -94,6 +98,11 @@ class InversionConfig:
             non_negative(name, getattr(self, name))
         at_least("polish_iters", self.polish_iters, 0)
         at_least("refit_iters", self.refit_iters, 0)
+        at_least("refine_cycles", self.refine_cycles, 0)
+        at_least("refine_passes", self.refine_passes, 1)
+        if self.refine_cycles and (self.mode != "stream" or not self.refit_iters):
+            raise ValueError(f"refine_cycles={self.refine_cycles} refines stream mode's pictures through its refitted clone: "
+                             f"it needs mode='stream' and refit_iters > 0 (got mode={self.mode!r}, refit_iters={self.refit_iters})")
         for name in ("input_lr", "model_lr", "polish_lr"):
             positive(name, getattr(self, name))
         finite("init_value", self.init_value)
@@ -520,16 +529,30 @@ class _Attempt:
 
     def refit(self) -> None:
         """Replace the finished result's clone by a fresh one (its own seed) fitted on its reconstructions, held fixed,
-        for `refit_iters` steps and BatchNorm-calibrated as `finish` does."""
+        for `refit_iters` steps and BatchNorm-calibrated as `finish` does; then `refine_cycles` times refine the
+        pictures through that clone, held fixed, and refit a fresh one on them. Each stage replaces the result's
+        pictures and clone only once it is complete, so Ctrl-C keeps a matching pair."""
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
+        try:
+            self.clone = self.result.clone = self._fresh_fit(self.result.reconstructions, seed)
+            refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed) if config.refine_cycles else None
+            for _ in range(config.refine_cycles):
+                pictures = refine(self.clone, self.result.reconstructions)
+                seed = refit_seed(seed)
+                clone = self._fresh_fit(pictures, seed)
+                self.result.reconstructions, self.clone, self.result.clone = pictures, clone, clone
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def _fresh_fit(self, pictures: np.ndarray, seed: int) -> keras.Model:
+        """A fresh clone seeded `seed`, fitted on `pictures` for `refit_iters` steps, BatchNorm-calibrated."""
+        config = self.config
         with self.strategy.scope():
             clone = clone_architecture(self.clone, seed=seed)
-        _polish(_observed_view(clone, config), self.result.reconstructions, self.observed, config, self.strategy, seed,
-                config.refit_iters)
+        _polish(_observed_view(clone, config), pictures, self.observed, config, self.strategy, seed, config.refit_iters)
         if config.observed_in == "training":
-            calibrate_batch_norm(clone, self.result.reconstructions)
-        self.clone = self.result.clone = clone
-        self.seconds += time.perf_counter() - start
+            calibrate_batch_norm(clone, pictures)
+        return clone
 
     def _optimise(self, engine, observed: tf.Tensor, targets: tuple[int, ...], rounds: range) -> bool:
         """Run `rounds` (1-based, of `main_iters`) on one group of targets; True if it stopped early."""
@@ -547,6 +570,27 @@ class _Attempt:
             if self.early_stop(float(matching_loss.mean())):
                 return True
         return False
+
+
+class _PictureRefiner:
+    """`refine_passes` passes of stream mode's input steps over every picture through a clone held fixed (no clone
+    steps), then the prior as `finish` applies it. One copy of the clone and one compiled pass serve every cycle:
+    each call loads the clone's weights into the copy, whose affine change by the prior is not kept."""
+
+    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, group: int,
+                 seed: int) -> None:
+        with strategy.scope():
+            self.copy = clone_architecture(clone, seed=seed)
+        input_shape = tuple(clone.input.shape[1:])
+        engine = _RoundEngine(_observed_view(self.copy, config), (group, *input_shape), config, strategy, train_clone=False)
+        self.stream, self.observed, self.config = _StreamEngine(engine, observed, seed), observed, config
+
+    def __call__(self, clone: keras.Model, pictures: np.ndarray) -> np.ndarray:
+        self.copy.set_weights(clone.get_weights())
+        self.stream.x_all.assign(pictures)
+        for _ in range(self.config.refine_passes):
+            self.stream.round(self.observed)
+        return _apply_prior(self.copy, self.stream.x_all.numpy(), self.config)
 
 
 class _EarlyStop:
@@ -627,8 +671,9 @@ class _RoundEngine:
     takes its slice of the group, x_hat's gradient rows are gathered and the clone's are summed.
     """
 
-    def __init__(self, clone: keras.Model, input_shape: tuple[int, ...], config: InversionConfig, strategy) -> None:
-        self.config, self.strategy = config, strategy
+    def __init__(self, clone: keras.Model, input_shape: tuple[int, ...], config: InversionConfig, strategy, *,
+                 train_clone: bool = True) -> None:
+        self.config, self.strategy, self.train_clone = config, strategy, train_clone
         self.replicas = strategy.num_replicas_in_sync
         jit = uses_xla(config, input_shape[0]) and self.replicas == 1  # XLA does not compile cross-replica ops
         # The depthwise input gradient beats TensorFlow's kernels, not XLA's (3x slower there at batch 1).
@@ -718,7 +763,8 @@ class _RoundEngine:
             return (i + 1,)
 
         tf.while_loop(lambda i: i < config.input_iters, input_step, (tf.constant(0),))
-        tf.while_loop(lambda i: i < config.model_iters, model_step, (tf.constant(0),))
+        if self.train_clone:
+            tf.while_loop(lambda i: i < config.model_iters, model_step, (tf.constant(0),))
         return self._objective(self.x_hat, observed)
 
 
