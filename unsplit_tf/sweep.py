@@ -85,6 +85,9 @@ class Budget:
 
 DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
 
+STEP_FIELDS = ("polish_iters", "refit_iters", "refine_cycles")
+"""UnSplit's steps after the rounds that a cell (and `sweep`/`defend --polish-iters ...`) may set; None: the preset's."""
+
 
 def default_budget(preset_name: str, mode: str) -> Budget:
     """A cell's budget when the sweep is given none: a preset made for stream mode, run in stream mode, keeps its
@@ -138,6 +141,7 @@ class InversionCell:
     observations: int = 0  # stream mode: the last N training examples observed, attacked with the targets
     polish_iters: int | None = None  # UnSplit's clone-polish steps (None: the preset's)
     refit_iters: int | None = None  # UnSplit's fresh-clone refit steps (None: the preset's)
+    refine_cycles: int | None = None  # UnSplit's cycles of refining pictures and refitting (None: the preset's)
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -161,7 +165,7 @@ class InversionCell:
                                  "it attacks the reference nets only")
         elif self.aux:
             raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
-        for name in ("polish_iters", "refit_iters"):
+        for name in STEP_FIELDS:
             if getattr(self, name) is not None:
                 at_least(f"cell {name} (or None for the preset's)", getattr(self, name), 0)
                 if self.attack != "unsplit":
@@ -174,7 +178,7 @@ class InversionCell:
         """The UnSplit attack this cell runs, before its seed and prior (None for the other families)."""
         if self.attack != "unsplit":
             return None
-        steps = {name: getattr(self, name) for name in ("polish_iters", "refit_iters") if getattr(self, name) is not None}
+        steps = {name: getattr(self, name) for name in STEP_FIELDS if getattr(self, name) is not None}
         return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **steps)
 
     @property
@@ -191,6 +195,7 @@ class InversionCell:
         if config and config.screen_rounds < config.main_iters:  # so did stream's screen, and when it defers to the end
             parts += [f"sc{config.screen:.2f}" + (f"d{config.screen_defer:.2f}" if config.screen_defer < 1 else "")]
         parts += [f"rf{config.refit_iters}"] if config and config.refit_iters else []  # and stream's clone refit
+        parts += [f"rc{config.refine_cycles}x{config.refine_passes}"] if config and config.refine_cycles else []  # its refinement
         if config and config.polish_iters != preset(self.preset).polish_iters:  # a polish other than the preset's
             parts += [f"po{config.polish_iters}"]
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
@@ -202,7 +207,7 @@ class InversionCell:
         if self.attack in AUXILIARY_FAMILIES:
             return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
         seen = f", {self.observations} observed" if self.observations else ""
-        steps = "".join(f", {name.split('_')[0]} {getattr(self, name)}" for name in ("polish_iters", "refit_iters")
+        steps = "".join(f", {name.replace('_', ' ')} {getattr(self, name)}" for name in STEP_FIELDS
                         if getattr(self, name) is not None)
         return (f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} "
                 f"{self.budget}{steps}{seen}")

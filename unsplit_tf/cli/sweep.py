@@ -70,6 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)")
     parser.add_argument("--refit-iters", type=int, metavar="N",
                         help="UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)")
+    parser.add_argument("--refine-cycles", type=int, metavar="N",
+                        help="UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)")
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -187,16 +189,16 @@ def user_model_depths(args: argparse.Namespace, data) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from unsplit_tf.data import dataset_fingerprint as fingerprint
     from unsplit_tf.records import NO_DEFENSE
-    from unsplit_tf.sweep import Budget, LabelCell, inversion_cells, model_file
+    from unsplit_tf.sweep import STEP_FIELDS, Budget, LabelCell, inversion_cells, model_file
     from unsplit_tf.models import paper_depths
 
     names = list(dict.fromkeys(canonical_name(name) for name in args.datasets))
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget) if args.budget else None
-    steps = {name: getattr(args, name) for name in ("polish_iters", "refit_iters") if getattr(args, name) is not None}
+    steps = {name: getattr(args, name) for name in STEP_FIELDS if getattr(args, name) is not None}
     if any(n < 0 for n in steps.values()):
-        raise CliError(f"--polish-iters and --refit-iters must be 0 or more, got {' '.join(map(str, steps.values()))}")
+        raise CliError(f"--polish-iters, --refit-iters and --refine-cycles must be 0 or more, got {' '.join(map(str, steps.values()))}")
     families = list(dict.fromkeys(args.family))
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
@@ -205,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
     if steps and "unsplit" not in families:
-        raise CliError("--polish-iters and --refit-iters are UnSplit's steps: add --family unsplit")
+        raise CliError("--polish-iters, --refit-iters and --refine-cycles are UnSplit's steps: add --family unsplit")
     if args.observations and not (streams and "unsplit" in families):
         raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream, "
                        "the stream preset as `invert --observations` runs it)")

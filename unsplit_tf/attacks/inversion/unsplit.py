@@ -85,7 +85,7 @@ class InversionConfig:
     # the attack's own, which co-adapted with x_hat during the rounds (0: none; docs/ALGORITHMS.md)
     refit_iters: int = 0
     # then, this many times: every picture refined for `refine_passes` passes over the observations through the refitted
-    # clone, held fixed (stream mode's input steps, no clone steps), and a fresh clone refitted on them (docs/ALGORITHMS.md)
+    # clone, held fixed (the rounds' input steps, no clone steps), and a fresh clone refitted on them (docs/ALGORITHMS.md)
     refine_cycles: int = 0
     refine_passes: int = 3
     seed: int = 0  # initial weights of the clone
@@ -100,9 +100,9 @@ class InversionConfig:
         at_least("refit_iters", self.refit_iters, 0)
         at_least("refine_cycles", self.refine_cycles, 0)
         at_least("refine_passes", self.refine_passes, 1)
-        if self.refine_cycles and (self.mode != "stream" or not self.refit_iters):
-            raise ValueError(f"refine_cycles={self.refine_cycles} refines stream mode's pictures through its refitted clone: "
-                             f"it needs mode='stream' and refit_iters > 0 (got mode={self.mode!r}, refit_iters={self.refit_iters})")
+        if self.refine_cycles and not self.refit_iters:
+            raise ValueError(f"refine_cycles={self.refine_cycles} refines the pictures through the refitted clone: it needs "
+                             "refit_iters > 0 (e.g. 1000, the stream preset's), or refine_cycles=0")
         for name in ("input_lr", "model_lr", "polish_lr"):
             positive(name, getattr(self, name))
         finite("init_value", self.init_value)
@@ -196,6 +196,9 @@ class InversionConfig:
 # 0.079 / clone 66.5 % (seed 0) and 0.114 / 64.5 % (seed 1) where the screen kept 0.111 / 53.3 % and 0.117 / 31.8 %.
 # The stolen client is then a fresh clone fitted on the final pictures (`refit_iters` 1000): on 4 depth-3/4 runs
 # (seeds 0 and 4, 4 and 5) it beat the attack's own by 1.1, 5.7, 2.9 and 10.3 points, the pictures unchanged.
+# Then 4 cycles refine the pictures through the refitted clone and refit a fresh one on them (`refine_cycles`): on six
+# depth-3/4 runs every picture score improved (depth 4 seed 4: MSE 0.061 -> 0.048; depth 3 seed 4: 0.042 -> 0.035
+# and its clone 70.3 -> 80.2 %), for about 40 % more attack time (depth 3 on a 2-core CPU: 194 -> 278 s).
 PRESETS: dict[str, InversionConfig] = {
     "paper": InversionConfig(mode="sequential"),
     "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3, restarts=3,
@@ -204,7 +207,7 @@ PRESETS: dict[str, InversionConfig] = {
 PRESETS["stream"] = PRESETS["tuned"].replace(mode="stream", batch_size=250, main_iters=15, input_iters=20, model_iters=20,
                                              input_lr=3e-2, model_lr=1e-4, lambda_tv=0.3, restarts=3, keep="matching+agreement",
                                              screen=1 / 3, screen_defer=0.9, polish_iters=0,  # not measured in stream mode
-                                             refit_iters=1000)
+                                             refit_iters=1000, refine_cycles=4)
 
 
 def preset(name: str) -> InversionConfig:
@@ -573,8 +576,8 @@ class _Attempt:
 
 
 class _PictureRefiner:
-    """`refine_passes` passes of stream mode's input steps over every picture through a clone held fixed (no clone
-    steps), then the prior as `finish` applies it. One copy of the clone and one compiled pass serve every cycle:
+    """`refine_passes` passes of the rounds' input steps over every picture (in the attack's groups, as stream mode
+    visits them) through a clone held fixed (no clone steps), then the prior as `finish` applies it. One copy of the clone and one compiled pass serve every cycle:
     each call loads the clone's weights into the copy, whose affine change by the prior is not kept."""
 
     def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, group: int,
