@@ -30,3 +30,7 @@ with _stderr_silenced():
     import tensorflow as tf
 
     tf.config.list_logical_devices()  # initialises the devices (and prints "no CUDA" on CPU machines) now
+
+# TensorFlow's Python warnings are not the user's to act on (e.g. "triggered tf.function retracing": each restart
+# and each refit fits a new clone, whose steps are traced anew by design); its errors still show.
+tf.get_logger().setLevel("ERROR")
