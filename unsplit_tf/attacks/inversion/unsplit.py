@@ -538,7 +538,8 @@ class _Attempt:
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
         try:
             self.clone = self.result.clone = self._fresh_fit(self.result.reconstructions, seed)
-            refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed) if config.refine_cycles else None
+            if config.refine_cycles:
+                refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed)
             for _ in range(config.refine_cycles):
                 pictures = refine(self.clone, self.result.reconstructions)
                 seed = refit_seed(seed)
@@ -577,8 +578,9 @@ class _Attempt:
 
 class _PictureRefiner:
     """`refine_passes` passes of the rounds' input steps over every picture (in the attack's groups, as stream mode
-    visits them) through a clone held fixed (no clone steps), then the prior as `finish` applies it. One copy of the clone and one compiled pass serve every cycle:
-    each call loads the clone's weights into the copy, whose affine change by the prior is not kept."""
+    visits them) through a clone held fixed (no clone steps), then the prior as `finish` applies it. One copy of the
+    clone and one compiled pass serve every cycle: each call loads the clone's weights into the copy, whose affine
+    change by the prior is not kept."""
 
     def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, group: int,
                  seed: int) -> None:
