@@ -196,10 +196,10 @@ class InversionConfig:
 # 0.079 / clone 66.5 % (seed 0) and 0.114 / 64.5 % (seed 1) where the screen kept 0.111 / 53.3 % and 0.117 / 31.8 %.
 # The stolen client is then a fresh clone fitted on the final pictures (`refit_iters` 1000): on 4 depth-3/4 runs
 # (seeds 0 and 4, 4 and 5) it beat the attack's own by 1.1, 5.7, 2.9 and 10.3 points, the pictures unchanged.
-# Then 4 cycles refine the pictures through the refitted clone and refit a fresh one on them (`refine_cycles`): on eight
-# depth-3/4 runs every picture score improved (depth 4 seed 4: MSE 0.061 -> 0.048; depth 3 seed 4: 0.042 -> 0.035
-# and its clone 70.3 -> 80.2 %), for about 40 % more attack time (depth 3 on a 2-core CPU: 194 -> 278 s); at depth 5
-# (seed 0) nothing changed beyond noise.
+# Then 4 cycles refine the pictures through the refitted clone and refit a fresh one on them (`refine_cycles`):
+# on twelve depth-3/4 runs the pictures improved (depth 4 seed 4: MSE 0.061 -> 0.048; depth 3 seed 4: 0.042 -> 0.035
+# and its clone 70.3 -> 80.2 %), for about 40 % more attack time (depth 3 on a 2-core CPU: 194 -> 278 s); at
+# depth 5 (seed 0) nothing changed beyond noise.
 PRESETS: dict[str, InversionConfig] = {
     "paper": InversionConfig(mode="sequential"),
     "tuned": InversionConfig(main_iters=100, lambda_l2=0.0, box=(0.0, 1.0), model_lr=1e-4, input_lr=3e-3, restarts=3,
