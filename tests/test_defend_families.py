@@ -35,6 +35,13 @@ def test_defend_attacks_with_unsplit_by_default(planned, capsys):
     assert [cell.unsplit_config().polish_iters for cell in polished] == [5, 5]
 
 
+def test_the_grid_verbs_have_a_flag_for_every_step_a_cell_may_set():
+    from unsplit_tf.cli.sweep import STEP_HELP
+    from unsplit_tf.sweep import STEP_FIELDS
+
+    assert tuple(STEP_HELP) == STEP_FIELDS
+
+
 def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_side_once(planned, capsys):
     cells = planned(["--attack", "unsplit", "sdar", "--aux", "500", "--defense", "nopeek", "max_norm_noise",
                      "--nopeek-weights", "3"], capsys)

@@ -36,7 +36,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of
 from unsplit_tf.cli._outputs import writable_folder
-from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, backend_options
+from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, add_step_arguments, backend_options, step_overrides
 from unsplit_tf.defenses import DEFENSES
 
 # Strength flags, each the grid of the registry's defenses it names.
@@ -71,12 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--main-iters", type=int, help=f"inversion rounds (default {DEFAULT_BUDGET.main_iters}; {QUICK['main_iters']} with --quick)")
     parser.add_argument("--input-iters", type=int, default=DEFAULT_BUDGET.input_iters, help=f"x_hat steps per round (default {DEFAULT_BUDGET.input_iters})")
     parser.add_argument("--model-iters", type=int, default=DEFAULT_BUDGET.model_iters, help=f"clone steps per round (default {DEFAULT_BUDGET.model_iters})")
-    parser.add_argument("--polish-iters", type=int, metavar="N",
-                        help="steps of the clone alone on the final pictures (default the preset's: tuned 2000)")
-    parser.add_argument("--refit-iters", type=int, metavar="N",
-                        help="steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)")
-    parser.add_argument("--refine-cycles", type=int, metavar="N",
-                        help="cycles of refining the pictures through the refitted clone (default the preset's: stream 4)")
+    add_step_arguments(parser)
     parser.add_argument("--label-batch-size", type=int, default=defaults.DEFENSE_LABEL_BATCH_SIZE, help=f"U-shaped training batch size (default {defaults.DEFENSE_LABEL_BATCH_SIZE})")
     parser.add_argument("--label-samples", type=int, help=f"training examples the label attacks see (default {defaults.DEFENSE_LABEL_SAMPLES}; {QUICK['label_samples']} with --quick)")
     parser.add_argument("--train-samples", type=int, help=f"train on the first N training images only (default all; {QUICK['train_samples']} with --quick)")
@@ -101,8 +96,6 @@ def settings(args: argparse.Namespace) -> list:
 
 def filled(args: argparse.Namespace) -> argparse.Namespace:
     """Flags left out take --quick's value with --quick, else the library's default; then the values are checked."""
-    from unsplit_tf.sweep import STEP_FIELDS
-
     fallback = {"epochs": defaults.EPOCHS, "main_iters": defaults.SWEEP_BUDGET[0], "label_samples": defaults.DEFENSE_LABEL_SAMPLES,
                 "train_samples": None}
     for name, value in (QUICK if args.quick else fallback).items():
@@ -111,9 +104,7 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "main_iters", "input_iters", "model_iters", "label_batch_size", "label_samples"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    for name in STEP_FIELDS:
-        if getattr(args, name) is not None and getattr(args, name) < 0:
-            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {getattr(args, name)}")
+    args.steps = step_overrides(args)
     args.attack = list(dict.fromkeys(args.attack))
     if args.aux is not None and args.attack == ["unsplit"]:
         raise CliError("--aux is for --attack sdar / inverse_network; unsplit uses no auxiliary data")
@@ -124,11 +115,11 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
 
 def inversion_fields(args: argparse.Namespace) -> list[dict]:
     """The inversion cells' fields, one dict per --attack: UnSplit's preset and budget, or a family's aux images."""
-    from unsplit_tf.sweep import STEP_FIELDS, Budget
+    from unsplit_tf.sweep import Budget
 
     shared = {"epochs": args.epochs, "batch_size": args.batch_size, "train_samples": args.train_samples}
     unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters),
-               **{name: getattr(args, name) for name in STEP_FIELDS}}
+               **args.steps}
     return [{**shared, **unsplit} if family == "unsplit" else {**shared, "attack": family, "aux": args.aux or defaults.AUX}
             for family in args.attack]
 

@@ -66,12 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag}; "
                                           "a stream preset in stream mode keeps its own, e.g. stream:stream 15x20+20)")
-    parser.add_argument("--polish-iters", type=int, metavar="N",
-                        help="UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)")
-    parser.add_argument("--refit-iters", type=int, metavar="N",
-                        help="UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)")
-    parser.add_argument("--refine-cycles", type=int, metavar="N",
-                        help="UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)")
+    add_step_arguments(parser)
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -83,6 +78,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR", help="results folder (default results/)")
     parser.add_argument("--cache-dir", type=Path, metavar="DIR", help="where trained models are cached (default $UNSPLIT_TF_CACHE or ~/.cache/unsplit_tf)")
     add_backend_arguments(parser)
+
+
+STEP_HELP = {
+    "polish_iters": "UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)",
+    "refit_iters": "UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)",
+    "refine_cycles": "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)",
+}
+"""The flag of each of `unsplit_tf.sweep.STEP_FIELDS`, for every verb that runs a grid (sweep, defend)."""
+
+
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """--polish-iters, --refit-iters and --refine-cycles: UnSplit's steps after its rounds in every cell."""
+    for name, text in STEP_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", help=text)
+
+
+def step_overrides(args: argparse.Namespace) -> dict[str, int]:
+    """The step flags given (those left out take the preset's), checked before any work."""
+    steps = {name: getattr(args, name) for name in STEP_HELP if getattr(args, name) is not None}
+    for name, value in steps.items():
+        if value < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
+    return steps
 
 
 RAY_FLAGS = {"address": "address", "num_cpus": "num_cpus", "cpus_per_cell": "cpus_per_cell",
@@ -189,16 +207,14 @@ def user_model_depths(args: argparse.Namespace, data) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     from unsplit_tf.data import dataset_fingerprint as fingerprint
     from unsplit_tf.records import NO_DEFENSE
-    from unsplit_tf.sweep import STEP_FIELDS, Budget, LabelCell, inversion_cells, model_file
+    from unsplit_tf.sweep import Budget, LabelCell, inversion_cells, model_file
     from unsplit_tf.models import paper_depths
 
     names = list(dict.fromkeys(canonical_name(name) for name in args.datasets))
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget) if args.budget else None
-    steps = {name: getattr(args, name) for name in STEP_FIELDS if getattr(args, name) is not None}
-    if any(n < 0 for n in steps.values()):
-        raise CliError(f"--polish-iters, --refit-iters and --refine-cycles must be 0 or more, got {' '.join(map(str, steps.values()))}")
+    steps = step_overrides(args)
     families = list(dict.fromkeys(args.family))
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
