@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from unsplit_tf.attacks.inversion import (InversionConfig, choose_restart, disagreement, invert, preset, refit_seed, restart_seed,
                                          total_variation, uses_xla)
+from unsplit_tf.attacks.inversion import unsplit
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
 from unsplit_tf.split import clone_architecture, split_model
@@ -358,6 +359,19 @@ def test_refine_cycles_refit_pictures_and_clone_into_a_closer_matching_pair(dept
     assert stopped.interrupted
     np.testing.assert_array_equal(stopped.reconstructions, refit.reconstructions)  # the refit's pair, kept whole
     assert misfit(stopped) == pytest.approx(misfit(refit), rel=1e-5)
+
+
+def test_one_compiled_fit_serves_the_refit_and_every_refinement_cycle(depth1_client, monkeypatch):
+    traces = []
+    steps = unsplit._CloneFitter._steps
+
+    def traced(self, *args):  # runs once per trace of a fitter's compiled steps
+        traces.append(self)
+        return steps(self, *args)
+
+    monkeypatch.setattr(unsplit._CloneFitter, "_steps", traced)
+    invert(depth1_client, depth1_client(smooth_images(16)), STREAM.replace(refit_iters=50, refine_cycles=2))
+    assert len(traces) == 2 and traces[0] is not traces[1]  # the polish's fitter, then one for the three refits
 
 
 def test_the_kept_restart_ranks_best_on_matching_and_agreement_together():

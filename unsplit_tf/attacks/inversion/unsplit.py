@@ -519,7 +519,7 @@ class _Attempt:
             start, config = time.perf_counter(), self.config
             reconstructions = self.pictures
             if config.polish_iters and not self.interrupted:
-                _polish(self.view, reconstructions, self.observed, config, self.strategy, self.seed, config.polish_iters)
+                _CloneFitter(self.view, self.observed, config, self.strategy)(reconstructions, self.seed, config.polish_iters)
             reconstructions = _apply_prior(self.clone, reconstructions, config)
             if config.observed_in == "training":
                 calibrate_batch_norm(self.clone, reconstructions)
@@ -538,26 +538,17 @@ class _Attempt:
         pictures and clone only once it is complete, so Ctrl-C keeps a matching pair."""
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
         try:
-            self.clone = self.result.clone = self._fresh_fit(self.result.reconstructions, seed)
+            fit = _FreshFit(self.clone, self.observed, config, self.strategy, seed)
+            self.clone = self.result.clone = fit(self.result.reconstructions, seed)
             if config.refine_cycles:
                 refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed)
             for _ in range(config.refine_cycles):
                 pictures = refine(self.clone, self.result.reconstructions)
                 seed = refit_seed(seed)
-                clone = self._fresh_fit(pictures, seed)
+                clone = fit(pictures, seed)
                 self.result.reconstructions, self.clone, self.result.clone = pictures, clone, clone
         finally:
             self.seconds += time.perf_counter() - start
-
-    def _fresh_fit(self, pictures: np.ndarray, seed: int) -> keras.Model:
-        """A fresh clone seeded `seed`, fitted on `pictures` for `refit_iters` steps, BatchNorm-calibrated."""
-        config = self.config
-        with self.strategy.scope():
-            clone = clone_architecture(self.clone, seed=seed)
-        _polish(_observed_view(clone, config), pictures, self.observed, config, self.strategy, seed, config.refit_iters)
-        if config.observed_in == "training":
-            calibrate_batch_norm(clone, pictures)
-        return clone
 
     def _optimise(self, engine, observed: tf.Tensor, targets: tuple[int, ...], rounds: range) -> bool:
         """Run `rounds` (1-based, of `main_iters`) on one group of targets; True if it stopped early."""
@@ -612,10 +603,10 @@ class _EarlyStop:
         return self.stale >= self.patience
 
 
-def _polish(view: keras.Model, reconstructions: np.ndarray, observed: tf.Tensor, config: InversionConfig, strategy, seed: int,
-            iterations: int) -> None:
-    """`iterations` Adam steps (`polish_iters`, or `refit_iters` for a fresh clone) of the clone alone on the matching
-    loss of the final reconstructions, held fixed.
+class _CloneFitter:
+    """Adam steps of a clone alone on the matching loss of pictures held fixed: `polish_iters` of the attack's clone,
+    or `refit_iters` of a fresh one. Compiled once: each call resets the optimiser and passes the pictures, the seed
+    and the step count as tensors, so one trace serves every refit of the refinement cycles.
 
     The rounds move the clone slowly so that it and x_hat do not drift off together; with x_hat
     fixed the clone can fit the observations further (a BatchNorm client observed in inference
@@ -623,20 +614,30 @@ def _polish(view: keras.Model, reconstructions: np.ndarray, observed: tf.Tensor,
     in stream mode a seeded random minibatch of `batch_size`; under a multi-replica strategy each
     replica takes its slice and the gradients are summed, as in the rounds.
     """
-    with strategy.scope():
-        optimizer = ResettableAdam(view.trainable_variables, config.polish_lr)
-    inputs, rows = tf.constant(reconstructions), len(reconstructions)
-    size = min(config.batch_size, rows) if config.mode == "stream" else rows
-    replicas = strategy.num_replicas_in_sync
 
-    def gradients(x: tf.Tensor, z: tf.Tensor) -> list[tf.Tensor]:
-        if replicas > 1:
-            x, z = _replica_slice(x, replicas), _replica_slice(z, replicas)
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(tf.square(view(x, training=False) - z)) / tf.cast(tf.size(z) * replicas, tf.float32)
-        return tape.gradient(loss, optimizer.variables)
+    def __init__(self, view: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy) -> None:
+        with strategy.scope():
+            self.optimizer = ResettableAdam(view.trainable_variables, config.polish_lr)
+        self.view, self.observed, self.config, self.strategy = view, observed, config, strategy
+        self.steps = tf.function(self._steps, autograph=False)
 
-    def steps() -> None:
+    def __call__(self, pictures: np.ndarray, seed: int, iterations: int) -> None:
+        self.optimizer.reset()
+        self.steps(tf.constant(pictures, tf.float32), tf.constant(seed, tf.int32), tf.constant(iterations, tf.int32))
+
+    def _steps(self, inputs: tf.Tensor, seed: tf.Tensor, iterations: tf.Tensor) -> None:
+        view, observed, optimizer, strategy = self.view, self.observed, self.optimizer, self.strategy
+        rows = inputs.shape[0]
+        size = min(self.config.batch_size, rows) if self.config.mode == "stream" else rows
+        replicas = strategy.num_replicas_in_sync
+
+        def gradients(x: tf.Tensor, z: tf.Tensor) -> list[tf.Tensor]:
+            if replicas > 1:
+                x, z = _replica_slice(x, replicas), _replica_slice(z, replicas)
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.square(view(x, training=False) - z)) / tf.cast(tf.size(z) * replicas, tf.float32)
+            return tape.gradient(loss, optimizer.variables)
+
         def step(i: tf.Tensor) -> tuple[tf.Tensor]:
             chosen = tf.argsort(tf.random.stateless_uniform([rows], seed=tf.stack([seed, i])))[:size]
             x, z = tf.gather(inputs, chosen), tf.gather(observed, chosen)
@@ -648,7 +649,27 @@ def _polish(view: keras.Model, reconstructions: np.ndarray, observed: tf.Tensor,
 
         tf.while_loop(lambda i: i < iterations, step, (tf.constant(0),))
 
-    tf.function(steps, autograph=False)()
+
+class _FreshFit:
+    """Fresh clones fitted on pictures for `refit_iters` steps and BatchNorm-calibrated: each call draws a clone of
+    the architecture with its own seed, fits a working copy loaded with its weights (one compiled `_CloneFitter`
+    for every call) and gives the clone the fitted weights."""
+
+    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, seed: int) -> None:
+        with strategy.scope():
+            self.copy = clone_architecture(clone, seed=seed)
+        self.fitter = _CloneFitter(_observed_view(self.copy, config), observed, config, strategy)
+        self.architecture, self.config, self.strategy = clone, config, strategy
+
+    def __call__(self, pictures: np.ndarray, seed: int) -> keras.Model:
+        with self.strategy.scope():
+            clone = clone_architecture(self.architecture, seed=seed)
+        self.copy.set_weights(clone.get_weights())
+        self.fitter(pictures, seed, self.config.refit_iters)
+        clone.set_weights(self.copy.get_weights())
+        if self.config.observed_in == "training":
+            calibrate_batch_norm(clone, pictures)
+        return clone
 
 
 # Below this many images per step, XLA beats TensorFlow's oneDNN kernels on CPU (measured: about 3x
