@@ -89,9 +89,9 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
     code, stdout, err = run_verb("benchmark", ["--only", "stream_result", common[0], common[1], "--observations", "20",
                                                "--depth", "1"], capsys)
     assert code == 0, err
-    assert "20 observations" in stdout and "image-steps/s" in stdout and "stolen clone" in stdout
+    assert "20 observations, stream_fast preset" in stdout and "image-steps/s" in stdout and "stolen clone" in stdout
     deferred = "at the end (no two agreed after round 5)" in stdout  # what the run did, not the plan
-    assert deferred != ("after 5 of 15 rounds, only the kept one running on" in stdout) and "if no two agree by then" not in stdout
+    assert deferred != ("after 5 of 10 rounds, only the kept one running on" in stdout) and "if no two agree by then" not in stdout
     assert (" s each" in stdout) == deferred  # all restarts ran every round only when compared at the end
 
 

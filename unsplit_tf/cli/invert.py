@@ -95,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "SDAR's 1; more help where the client's data is small: docs/ALGORITHMS.md)")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
-                             "--observations; paper: the authors' exactly)")
+                             f"--observations; {defaults.FAST_STREAM_PRESET}: a faster one; paper: the authors' exactly)")
     for name, kind in CONFIG_FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"set the preset's {name}")
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
