@@ -100,6 +100,7 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
                                          (["--observations", "5", "--attack", "sdar"], "--observations set UnSplit"),
                                          (["--observations", "5", "--restarts", "2"], "needs at least 3 restarts"),
                                          (["--screen", "0.3"], "add --observations N"),
+                                         (["--preset", "stream_fast"], "--preset stream_fast is made for the observation stream"),
                                          (["--screen-defer", "0.5"], "--screen-defer is about comparing restarts"),
                                          (["--observations", "5", "--screen-defer", "2"], "screen_defer is a disagreement"),
                                          (["--observations", "5", "--screen", "1"], "a share of the rounds")])
