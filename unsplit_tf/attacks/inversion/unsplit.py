@@ -714,7 +714,8 @@ class _RoundEngine:
         with strategy.scope():
             self.x_hat = tf.Variable(tf.fill(input_shape, config.init_value), name="x_hat")
             self.input_optimizer = ResettableAdam([self.x_hat], config.input_lr)
-            self.model_optimizer = ResettableAdam(self.clone.trainable_variables, config.model_lr)
+            # a clone held fixed (the refinement cycles) needs no optimiser slots
+            self.model_optimizer = ResettableAdam(self.clone.trainable_variables, config.model_lr) if train_clone else None
         self.round = tf.function(self._round, jit_compile=jit)
 
     @property
