@@ -181,6 +181,8 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
             "--label-samples", "0", "--results", str(tmp_path / "r")]
     code, _, err = run_verb("sweep", [*argv, "--observations", "10"], capsys)
     assert code == 2 and "stream:stream" in err
+    code, _, err = run_verb("sweep", [*argv, "--attack", "stream_fast:stream"], capsys)  # the targets alone
+    assert code == 2 and "--attack stream_fast:stream is made for the observation stream" in err
     code, stdout, err = run_verb("sweep", [*argv, "--attack", "stream:stream", "--attack", "tuned:batched", "--observations", "10",
                                            "--polish-iters", "5", "--refit-iters", "7"], capsys)
     assert code == 0, err

@@ -39,6 +39,12 @@ def parser_for(module: ModuleType, prog: str | None = None) -> argparse.Argument
     return parser
 
 
+def stream_preset_alone(what: str, fix: str) -> CliError:
+    """The refusal of a preset made for stream mode asked to attack the targets alone (it reads as "no leak" there)."""
+    return CliError(f"{what} is made for the observation stream (tuned on thousands of observed training examples, "
+                    f"not on the targets alone): {fix}")
+
+
 def main_of(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:
     """Parse `argv` for the verb in `module`, run it, and turn every expected failure into a message and an exit code."""
     parser = parser_for(module, prog)

@@ -53,6 +53,7 @@ from unsplit_tf.cli._common import (
     load_data,
     main_of,
     screened,
+    stream_preset_alone,
     train_config,
 )
 from unsplit_tf.cli._model import load_user_model
@@ -213,8 +214,7 @@ def check_flags(args: argparse.Namespace) -> None:
         flag = "--screen" if args.screen else "--screen-defer"
         raise CliError(f"{flag} is about comparing restarts part-way through a stream attack: add --observations N")
     if args.preset and PRESETS[args.preset].mode == "stream" and not args.observations:
-        raise CliError(f"--preset {args.preset} is made for the observation stream (tuned on thousands of observed training "
-                       f"examples, not on {args.targets} targets alone): add --observations N (e.g. 5000), or drop --preset")
+        raise stream_preset_alone(f"--preset {args.preset}", "add --observations N (e.g. 5000), or drop --preset")
     if args.targets < 1:
         raise CliError(f"--targets must be at least 1, got {args.targets}")
     if args.observations is not None:

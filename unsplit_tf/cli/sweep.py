@@ -37,7 +37,7 @@ import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import MODES, PRESETS
-from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of
+from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.invert import ATTACKS as FAMILIES
 from unsplit_tf.data import DATASET_NAMES, canonical_name
@@ -229,6 +229,9 @@ def run(args: argparse.Namespace) -> int:
                        "the stream preset as `invert --observations` runs it)")
     if any(n < 1 for n in args.observations or []):
         raise CliError(f"--observations must be at least 1, got {' '.join(map(str, args.observations))}")
+    made_for_streams = [f"{name}:{mode}" for name, mode in streams if PRESETS[name].mode == "stream"]
+    if made_for_streams and not args.observations and "unsplit" in families:
+        raise stream_preset_alone(f"--attack {made_for_streams[0]}", "add --observations N (e.g. 1000)")
     check_user_model_flags(args, names, auxiliary)
     backend = backend_options(args)
     if args.targets < 1 or args.label_samples < 0:
