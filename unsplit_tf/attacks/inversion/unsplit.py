@@ -544,7 +544,7 @@ class _Attempt:
         pictures and clone only once it is complete, so Ctrl-C keeps a matching pair."""
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
         try:
-            fit = _FreshFit(self.clone, self.observed, config, self.strategy, seed)
+            fit = _FreshFit(self.clone, self.observed, config, self.strategy)
             self.clone = self.result.clone = fit(self.result.reconstructions, seed)
             if config.refine_cycles:
                 refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed)
@@ -661,9 +661,9 @@ class _FreshFit:
     the architecture with its own seed, fits a working copy loaded with its weights (one compiled `_CloneFitter`
     for every call) and gives the clone the fitted weights."""
 
-    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, seed: int) -> None:
+    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy) -> None:
         with strategy.scope():
-            self.copy = clone_architecture(clone, seed=seed)
+            self.copy = clone_architecture(clone)  # its own weights never count: each call loads a fresh clone's
         self.fitter = _CloneFitter(_observed_view(self.copy, config), observed, config, strategy)
         self.architecture, self.config, self.strategy = clone, config, strategy
 
@@ -706,7 +706,7 @@ class _RoundEngine:
 
     def __init__(self, clone: keras.Model, input_shape: tuple[int, ...], config: InversionConfig, strategy, *,
                  train_clone: bool = True) -> None:
-        self.config, self.strategy, self.train_clone = config, strategy, train_clone
+        self.config, self.strategy = config, strategy
         self.replicas = strategy.num_replicas_in_sync
         jit = uses_xla(config, input_shape[0]) and self.replicas == 1  # XLA does not compile cross-replica ops
         # The depthwise input gradient beats TensorFlow's kernels, not XLA's (3x slower there at batch 1).
@@ -714,7 +714,7 @@ class _RoundEngine:
         with strategy.scope():
             self.x_hat = tf.Variable(tf.fill(input_shape, config.init_value), name="x_hat")
             self.input_optimizer = ResettableAdam([self.x_hat], config.input_lr)
-            # a clone held fixed (the refinement cycles) needs no optimiser slots
+            # None: the clone is held fixed (the refinement cycles), so the round takes no clone steps
             self.model_optimizer = ResettableAdam(self.clone.trainable_variables, config.model_lr) if train_clone else None
         self.round = tf.function(self._round, jit_compile=jit)
 
@@ -797,7 +797,7 @@ class _RoundEngine:
             return (i + 1,)
 
         tf.while_loop(lambda i: i < config.input_iters, input_step, (tf.constant(0),))
-        if self.train_clone:
+        if self.model_optimizer is not None:
             tf.while_loop(lambda i: i < config.model_iters, model_step, (tf.constant(0),))
         return self._objective(self.x_hat, observed)
 
