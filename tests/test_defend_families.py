@@ -61,6 +61,8 @@ def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_
     (["--attack", "sdar", "--aux", "1"], "--aux must be at least 2 images"),
     (["--attack", "gan"], "invalid choice: 'gan'"),
     (["--refit-iters", "-1"], "--refit-iters must be 0 or more"),
+    (["--preset", "stream"], "--preset stream is made for the observation stream"),  # defend attacks the targets alone
+    (["--preset", "stream_fast", "--attack", "unsplit", "sdar"], "use --preset tuned (the default) or paper"),
 ])
 def test_bad_attack_flags_are_refused_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("unsplit_tf.cli.defend.load_data", lambda *args: pytest.fail("the command went on to load data"))

@@ -34,7 +34,7 @@ import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
-from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of
+from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, add_step_arguments, backend_options, step_overrides
 from unsplit_tf.defenses import DEFENSES
@@ -106,6 +106,9 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     args.steps = step_overrides(args)
     args.attack = list(dict.fromkeys(args.attack))
+    if "unsplit" in args.attack and PRESETS[args.preset].mode == "stream":
+        raise stream_preset_alone(f"--preset {args.preset}", f"defend attacks the class targets alone; use --preset "
+                                  f"{defaults.PRESET} (the default) or paper")
     if args.aux is not None and args.attack == ["unsplit"]:
         raise CliError("--aux is for --attack sdar / inverse_network; unsplit uses no auxiliary data")
     if args.aux is not None and args.aux < 2:
