@@ -72,6 +72,8 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert (choice["kept"], choice["compared_after"], len(choice["matching_loss"])) == (kept, 2 if min(apart) > 0.9 else 1, 3)
     assert [round(v, 2) for v in choice["disagreement"]] == apart
     assert "objects on black" in record["threat_model"]["image_prior"]
+    weight = record["attack"]["tv_weight"]  # the TV term's, scaled by the observations' mean square; as printed
+    assert weight > 0 and f"TV weight {weight:.3g}: 1.5 x the observations' mean square" in stdout
 
 
 def test_a_screen_that_defers_says_so_and_its_progress_never_claims_done_early(tmp_path, common, capsys):
@@ -192,6 +194,8 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     tuned, stream = (record["attack"]["config"] for record in records)
     assert (stream["restarts"], stream["keep"], stream["main_iters"]) == (3, "matching+agreement", 1)  # the preset, the budget
     assert [(c["polish_iters"], c["refit_iters"]) for c in (tuned, stream)] == [(5, 7), (5, 7)]  # the flags, not the presets'
+    weights = [record["attack"]["tv_weight"] for record in records]  # the TV term's weight each attack used
+    assert weights[0] == tuned["lambda_tv"] and 0 < weights[1] != stream["lambda_tv"]  # stream's, scaled by the observations
     code, _, err = run_verb("sweep", [*argv, "--family", "sdar", "--polish-iters", "5"], capsys)
     assert code == 2 and "--family unsplit" in err
 

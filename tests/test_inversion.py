@@ -201,11 +201,27 @@ def test_paper_defaults():
         ({"screen_defer": 1.5}, "screen_defer is a disagreement, between 0 and 1"),
         ({"refine_cycles": 1, "mode": "stream"}, r"needs refit_iters > 0 \(e.g. 1000, the stream preset's\), or refine_cycles=0"),
         ({"refine_passes": 0}, "refine_passes must be at least 1"),
+        ({"tv_scale": "relative"}, "tv_scale must be one of absolute, observations, got 'relative'"),
     ],
 )
 def test_bad_config_is_refused(changes, message):
     with pytest.raises(ValueError, match=message):
         InversionConfig(**changes)
+
+
+def test_a_tv_weight_per_unit_of_the_observations_mean_square_is_that_weight_made_absolute(depth1_client):
+    """Through the rounds and the refinement cycles: the scaled weight is the absolute one it stands for, not lambda_tv."""
+    observed = depth1_client(smooth_images(4))
+    square = float(np.mean(np.square(observed)))
+    stream = preset("stream").replace(main_iters=3, input_iters=10, model_iters=10, restarts=1, batch_size=2, refit_iters=5,
+                                      refine_cycles=1, refine_passes=1)
+    scaled = invert(depth1_client, observed, stream.replace(lambda_tv=2.0, tv_scale="observations"))
+    absolute = invert(depth1_client, observed, stream.replace(lambda_tv=2.0 * square, tv_scale="absolute"))
+    unscaled = invert(depth1_client, observed, stream.replace(lambda_tv=2.0, tv_scale="absolute"))
+    assert scaled.tv_weight == pytest.approx(2.0 * square) and absolute.tv_weight == pytest.approx(2.0 * square)
+    assert 0 < square < 0.5  # so the unscaled weight is a different one
+    np.testing.assert_allclose(scaled.reconstructions, absolute.reconstructions, atol=1e-5)
+    assert np.abs(unscaled.reconstructions - scaled.reconstructions).max() > 1e-2
 
 
 def test_unknown_preset_lists_the_names():

@@ -333,16 +333,19 @@ class RestartChoice(Record):
 @dataclass(frozen=True)
 class AttackInfo(Record):
     """Which attack ran: its family ("unsplit", "sdar", "inverse_network", ...), preset and full config, and for
-    UnSplit with restarts how one was kept."""
+    UnSplit with restarts how one was kept, and the weight its TV term had (the config's `lambda_tv`, times the
+    observations' mean square when its `tv_scale` says so)."""
 
     family: str
     preset: str | None
     config: dict[str, Any]  # the config dataclass's fields, JSON-safe
     restarts: RestartChoice | None = None
+    tv_weight: float | None = None  # UnSplit's; None for the other families
 
     @classmethod
-    def of(cls, family: str, preset: str | None, config: Any, restarts: RestartChoice | None = None) -> AttackInfo:
-        return cls(family, preset, to_jsonable(config), restarts)
+    def of(cls, family: str, preset: str | None, config: Any, restarts: RestartChoice | None = None,
+           tv_weight: float | None = None) -> AttackInfo:
+        return cls(family, preset, to_jsonable(config), restarts, tv_weight)
 
     def config_as(self, config_type: type[T]) -> T:
         """The config as its typed dataclass (e.g. `InversionConfig` for "unsplit")."""

@@ -300,7 +300,7 @@ def run_inversion(
     split, originals = deployed.split, data.x_test[chosen]
 
     observed = split.client(originals, training=False)  # all the server sees of the targets
-    interrupted, sampled, stream, restarts = deployed.interrupted, None, None, None
+    interrupted, sampled, stream, restarts, tv = deployed.interrupted, None, None, None, None
     if family == "unsplit":
         seen_rows, seen = _observed_stream(watcher, split.client, client_data, observations, config.seed)
         # the targets (and a given Split's draw) are observed in inference mode; the watcher's rows, most of them, in training
@@ -320,7 +320,7 @@ def run_inversion(
         if len(result.restart_losses) > 1:
             restarts = RestartChoice.of(result.restart_losses, result.restart_disagreement, result.kept_restart,
                                         result.compared_after)
-        steps = result.image_steps
+        steps, tv = result.image_steps, result.tv_weight
         threat = _stream_threat(observations, isinstance(spec, Split)) if observations else DATA_OBLIVIOUS
         threat = dataclasses.replace(threat, image_prior=PRIOR_ASSUMPTIONS.get(config.prior, ""))
     else:
@@ -354,7 +354,7 @@ def run_inversion(
         data=DataInfo.of(data),
         threat_model=threat,
         victim=_victim_record(deployed, split, quality.original_accuracy),
-        attack=AttackInfo.of(family, preset, config, restarts),
+        attack=AttackInfo.of(family, preset, config, restarts, tv),
         evaluations=evaluations,
         clone=CloneScores.of(quality),
         clone_before_attack=CloneScores.of(before),

@@ -10,6 +10,7 @@ from unsplit_tf.attacks.inversion.unsplit import (
     PRESETS,
     PRIOR_ASSUMPTIONS,
     PRIORS,
+    TV_SCALES,
     XLA_CPU_MAX_BATCH,
     InversionConfig,
     InversionResult,
@@ -22,6 +23,7 @@ from unsplit_tf.attacks.inversion.unsplit import (
     refit_seed,
     restart_seed,
     total_variation,
+    tv_weight,
     uses_xla,
 )
 
@@ -31,6 +33,7 @@ __all__ = [
     "PRESETS",
     "PRIOR_ASSUMPTIONS",
     "PRIORS",
+    "TV_SCALES",
     "XLA_CPU_MAX_BATCH",
     "InversionConfig",
     "InversionResult",
@@ -43,6 +46,7 @@ __all__ = [
     "refit_seed",
     "restart_seed",
     "total_variation",
+    "tv_weight",
     "uses_xla",
 ]
 
