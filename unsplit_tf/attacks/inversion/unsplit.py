@@ -37,10 +37,11 @@ PRIOR_ASSUMPTIONS = {
 """What each prior assumes about the pictures, for the record's threat model."""
 OBSERVED_IN = ("training", "inference")
 KEEPS = ("matching", "agreement", "matching+agreement")
-TV_SCALES = ("absolute", "observations")
 """How restarts are compared (`choose_restart`): the lowest final matching loss, the reconstructions that agree best
 with the other restarts' (`disagreement`), or the best sum of the two ranks; all are what the server can compute,
 never the true error."""
+TV_SCALES = ("absolute", "observations")
+"""What `lambda_tv` weighs the TV term by (`tv_weight`): nothing, or the observations' mean square."""
 
 
 @dataclass(frozen=True)
