@@ -330,8 +330,9 @@ def invert(
     """
     observed = _checked_observations(client_architecture, observed)
     tried: list[_Attempt] = []  # every restart begun; the last may have been stopped by Ctrl-C
+    weight = tv_weight(config, observed)  # once: every restart and refinement weighs its TV term the same
     for restart in range(config.restarts):
-        attempt = _Attempt(client_architecture, observed, config, restart_seed(config.seed, restart), on_round)
+        attempt = _Attempt(client_architecture, observed, config, weight, restart_seed(config.seed, restart), on_round)
         tried.append(attempt)
         attempt.run(config.screen_rounds)
         if config.screen_rounds == config.main_iters:
@@ -466,8 +467,8 @@ class _Attempt:
     """One attack from the clone seeded with `seed`: `run` takes it to a round (again later, to go on from there), `finish`
     polishes, applies the prior and gives the result. Restarts are screened by running them part-way first."""
 
-    def __init__(self, client_architecture: keras.Model, observed: tf.Tensor, config: InversionConfig, seed: int,
-                 on_round: Callable[[RoundReport], None] | None) -> None:
+    def __init__(self, client_architecture: keras.Model, observed: tf.Tensor, config: InversionConfig, tv_weight: float,
+                 seed: int, on_round: Callable[[RoundReport], None] | None) -> None:
         n_targets = observed.shape[0]
         input_shape = tuple(client_architecture.input.shape[1:])
         self.strategy = tf.distribute.get_strategy()
@@ -481,7 +482,7 @@ class _Attempt:
                 f"choose a batch_size (stream mode) or a number of targets that is a multiple of {replicas}"
             )
         self.view = _observed_view(self.clone, config)
-        self.tv_weight = tv_weight(config, observed)
+        self.tv_weight = tv_weight
         self.engine = _RoundEngine(self.view, (self.group, *input_shape), config, self.strategy, self.tv_weight)
         self.stream = _StreamEngine(self.engine, observed, seed) if config.mode == "stream" else None
         self.observed, self.config, self.seed, self.on_round = observed, config, seed, on_round
@@ -571,7 +572,7 @@ class _Attempt:
             fit = _FreshFit(self.clone, self.observed, config, self.strategy)
             self.clone = self.result.clone = fit(self.result.reconstructions, seed)
             if config.refine_cycles:
-                refine = _PictureRefiner(self.clone, self.observed, config, self.strategy, self.group, seed)
+                refine = _PictureRefiner(self.clone, self.observed, config, self.tv_weight, self.strategy, self.group, seed)
             for _ in range(config.refine_cycles):
                 pictures = refine(self.clone, self.result.reconstructions)
                 seed = refit_seed(seed)
@@ -604,13 +605,13 @@ class _PictureRefiner:
     clone and one compiled pass serve every cycle: each call loads the clone's weights into the copy, whose affine
     change by the prior is not kept."""
 
-    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, strategy, group: int,
-                 seed: int) -> None:
+    def __init__(self, clone: keras.Model, observed: tf.Tensor, config: InversionConfig, tv_weight: float, strategy,
+                 group: int, seed: int) -> None:
         with strategy.scope():
             self.copy = clone_architecture(clone, seed=seed)
         input_shape = tuple(clone.input.shape[1:])
-        engine = _RoundEngine(_observed_view(self.copy, config), (group, *input_shape), config, strategy,
-                              tv_weight(config, observed), train_clone=False)
+        engine = _RoundEngine(_observed_view(self.copy, config), (group, *input_shape), config, strategy, tv_weight,
+                              train_clone=False)
         self.stream, self.observed, self.config = _StreamEngine(engine, observed, seed), observed, config
 
     def __call__(self, clone: keras.Model, pictures: np.ndarray) -> np.ndarray:
