@@ -110,6 +110,21 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert attack_config(parse("invert", ["--observations", "10", "--dataset", "cifar"])).prior == "none"  # photographs
 
 
+def test_sdar_flags_reach_its_config_and_are_refused_for_the_other_attacks(capsys, no_work):
+    from unsplit_tf.attacks.inversion import SDARConfig
+    from unsplit_tf.cli.invert import attack_config
+
+    sdar = ["--attack", "sdar"]
+    assert attack_config(parse("invert", sdar)) == SDARConfig(seed=0)
+    given = attack_config(parse("invert", [*sdar, "--simulator-steps", "20", "--lambda-ssim", "0", "--seed", "1"]))
+    assert given == SDARConfig(seed=1, simulator_steps=20, lambda_ssim=0.0)
+    for attack in ("unsplit", "inverse_network"):
+        code, _, err = run_verb("invert", ["--attack", attack, "--lambda-ssim", "0"], capsys)
+        assert code == 2 and "--lambda-ssim sets the SSIM term of SDAR's decoder loss" in err and "--attack sdar" in err
+    code, _, err = run_verb("invert", [*sdar, "--lambda-ssim", "-1"], capsys)
+    assert code == 2 and "lambda_ssim" in err
+
+
 def test_labels_defaults_to_the_data_that_ships():
     assert parse("labels", []).dataset == "f_mnist"
 

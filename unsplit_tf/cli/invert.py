@@ -78,6 +78,8 @@ CONFIG_FLAGS = {
     "refine_passes": int,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
+# Flags that set one field of SDAR's config, and what that field is, for the refusal under another attack.
+SDAR_FLAGS = {"simulator_steps": "SDAR's simulator updates per observed batch", "lambda_ssim": "the SSIM term of SDAR's decoder loss"}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
@@ -94,6 +96,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--simulator-steps", type=int, metavar="N",
                         help="with --attack sdar: simulator updates per observed batch, each on fresh aux images (default 3; "
                              "SDAR's 1; more help where the client's data is small: docs/ALGORITHMS.md)")
+    parser.add_argument("--lambda-ssim", type=finite_float, metavar="W",
+                        help="with --attack sdar: weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: "
+                             "the MSE alone, as SDAR: a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
                              f"--observations; {defaults.FAST_STREAM_PRESET}: a faster one; paper: the authors' exactly)")
@@ -151,8 +156,8 @@ def attack_config(args: argparse.Namespace):
     from unsplit_tf.runs import INVERSION_FAMILIES
 
     if args.attack != "unsplit":
-        steps = {} if args.simulator_steps is None else {"simulator_steps": args.simulator_steps}
-        return INVERSION_FAMILIES[args.attack](seed=args.seed, **steps)
+        given = {name: getattr(args, name) for name in SDAR_FLAGS if getattr(args, name) is not None}
+        return INVERSION_FAMILIES[args.attack](seed=args.seed, **given)
     changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.quick:
         changes = {**QUICK, **changes}
@@ -196,8 +201,9 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    if args.simulator_steps is not None and args.attack != "sdar":
-        raise CliError(f"--simulator-steps sets SDAR's simulator; --attack {args.attack} has none to step")
+    for name, what in SDAR_FLAGS.items():
+        if getattr(args, name) is not None and args.attack != "sdar":
+            raise CliError(f"--{name.replace('_', '-')} sets {what}; --attack {args.attack} has no such setting (use --attack sdar)")
     if args.attack == "unsplit" and args.aux is not None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":
@@ -276,7 +282,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
               f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
     else:
-        print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets")
+        sdar = (f"; {config.simulator_steps} simulator steps per observed batch, decoder loss MSE + {config.lambda_ssim:g} x "
+                "(1 - SSIM)") if args.attack == "sdar" else ""
+        print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets{sdar}")
 
     training_bar = Progress(training.epochs, "epoch", label="training")
     attacked = args.targets + observations
