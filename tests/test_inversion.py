@@ -201,6 +201,8 @@ def test_paper_defaults():
         ({"screen_defer": 1.5}, "screen_defer is a disagreement, between 0 and 1"),
         ({"refine_cycles": 1, "mode": "stream"}, r"needs refit_iters > 0 \(e.g. 1000, the stream preset's\), or refine_cycles=0"),
         ({"refine_passes": 0}, "refine_passes must be at least 1"),
+        ({"final_refit_iters": -1, "refit_iters": 10}, "final_refit_iters must be at least 0"),
+        ({"final_refit_lr": 0.0}, "final_refit_lr must be positive"),
         ({"tv_scale": "relative"}, "tv_scale must be one of absolute, observations, got 'relative'"),
     ],
 )
@@ -375,6 +377,18 @@ def test_refine_cycles_refit_pictures_and_clone_into_a_closer_matching_pair(dept
     assert stopped.interrupted
     np.testing.assert_array_equal(stopped.reconstructions, refit.reconstructions)  # the refit's pair, kept whole
     assert misfit(stopped) == pytest.approx(misfit(refit), rel=1e-5)
+
+
+def test_a_longer_final_refit_steals_a_closer_clone_and_leaves_the_pictures(depth1_client):
+    observed = depth1_client(smooth_images(16))
+    config = STREAM.replace(refit_iters=20, refine_cycles=1)
+    short, longer = (invert(depth1_client, observed, config.replace(final_refit_iters=n)) for n in (0, 300))
+    np.testing.assert_array_equal(short.reconstructions, longer.reconstructions)  # the last refit refines no picture
+
+    def misfit(result) -> float:  # what the server can see: its clone's matching loss on its pictures
+        return float(np.mean(np.square(result.clone(result.reconstructions) - observed)))
+
+    assert misfit(longer) < 0.5 * misfit(short)
 
 
 def test_one_compiled_fit_serves_the_refit_and_every_refinement_cycle(depth1_client, monkeypatch):

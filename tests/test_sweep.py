@@ -280,8 +280,9 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     parts = InversionCell("f_mnist", "tag", 2, preset="paper").key.split("-")
     assert not any(part[0] == "r" and part[1:].isdigit() for part in parts)  # the keys of stored paper cells stand
     stream = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", observations=1000).key
-    assert "-r3-sc0.33d0.90-rf1000-rc4x3-tv1.5o-" in stream  # compared after a third of the rounds unless none agree, the
-    # clone refit, 4 cycles of 3 refining passes, and a TV weight per unit of the observations' mean square
+    assert "-r3-sc0.33d0.90-rf1000-rc4x3-tv1.5o-fr3000x0.01-" in stream  # compared after a third of the rounds unless
+    # none agree, the clone refit, 4 cycles of 3 refining passes, a TV weight per unit of the observations' mean square
+    # and a longer, faster last refit
     assert "-tv" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # an absolute TV weight: stored keys stand
     assert "-rf" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key  # no refit: the stored cells' keys stand
     assert "-rc" not in InversionCell("f_mnist", "tag", 2, preset="tuned").key
@@ -291,7 +292,11 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     assert "-rf7-rc2x3-po5-" in polished.key  # steps the preset did not choose
     assert "polish iters 5, refit iters 7, refine cycles 2" in polished.describe()
     unrefined = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", refine_cycles=0)
-    assert unrefined.key.endswith("-rf1000-tv1.5o-tag")  # not the stream preset's cells from before the refinement
+    assert unrefined.key.endswith("-rf1000-tv1.5o-fr3000x0.01-tag")  # not the stream preset's cells from before the refinement
+    unfitted = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", refit_iters=0, refine_cycles=0)
+    assert unfitted.key.endswith("-tv1.5o-tag")  # no refit: no last refit either
+    fast = InversionCell("f_mnist", "tag", 3, preset="stream_fast", mode="stream", observations=1000).key
+    assert "-rf500-rc3x2-tv1.5o-tag" in fast  # stream_fast's last refit is its other refits': its stored cells stand
     assert polished.unsplit_config().polish_iters == 5
     assert InversionCell("f_mnist", "tag", 2, preset="tuned", polish_iters=2000).key == InversionCell("f_mnist", "tag", 2).key
     with pytest.raises(ValueError, match="polish_iters is a step count of the unsplit attack"):

@@ -76,6 +76,8 @@ CONFIG_FLAGS = {
     "refit_iters": int,
     "refine_cycles": int,
     "refine_passes": int,
+    "final_refit_iters": int,
+    "final_refit_lr": finite_float,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
 # Flags that set one field of SDAR's config, and what that field is, for the refusal under another attack.
