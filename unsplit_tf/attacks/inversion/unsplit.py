@@ -589,12 +589,12 @@ class _Attempt:
             last_fit = fit if not config.final_refit_iters else _FreshFit(
                 self.clone, self.observed, config.replace(refit_iters=config.final_refit_iters, polish_lr=config.final_refit_lr),
                 self.strategy)
+            self.clone = self.result.clone = (fit if config.refine_cycles else last_fit)(self.result.reconstructions, seed)
             if config.refine_cycles:
                 refine = _PictureRefiner(self.clone, self.observed, config, self.tv_weight, self.strategy, self.group, seed)
-            pictures = self.result.reconstructions
-            for cycle in range(config.refine_cycles + 1):
-                if cycle:
-                    pictures, seed = refine(self.clone, pictures), refit_seed(seed)
+            for cycle in range(1, config.refine_cycles + 1):
+                pictures = refine(self.clone, self.result.reconstructions)
+                seed = refit_seed(seed)
                 clone = (last_fit if cycle == config.refine_cycles else fit)(pictures, seed)
                 self.result.reconstructions, self.clone, self.result.clone = pictures, clone, clone
         finally:
