@@ -367,7 +367,7 @@ def test_refine_cycles_refit_pictures_and_clone_into_a_closer_matching_pair(dept
     assert misfit(refined) < 0.8 * misfit(refit)
     guesses = baseline_scores(targets, seed=5)
     assert reconstruction_scores(targets, refined.reconstructions).mean_mse < 0.5 * guesses["uniform_random"].mean_mse
-    assert refined.seconds > refit.seconds and not refined.interrupted
+    assert refined.seconds > 0 and not refined.interrupted  # (no timing race against the other run: a loaded CPU reorders them)
 
     def stop(*args):
         raise KeyboardInterrupt
