@@ -589,13 +589,14 @@ class _Attempt:
             last_fit = fit if not config.final_refit_iters else _FreshFit(
                 self.clone, self.observed, config.replace(refit_iters=config.final_refit_iters, polish_lr=config.final_refit_lr),
                 self.strategy)
-            self.clone = self.result.clone = (fit if config.refine_cycles else last_fit)(self.result.reconstructions, seed)
+            fits = [fit] * config.refine_cycles + [last_fit]  # the refit, then one per cycle; the last is the stolen client
+            self.clone = self.result.clone = fits[0](self.result.reconstructions, seed)
             if config.refine_cycles:
                 refine = _PictureRefiner(self.clone, self.observed, config, self.tv_weight, self.strategy, self.group, seed)
-            for cycle in range(1, config.refine_cycles + 1):
+            for cycle_fit in fits[1:]:
                 pictures = refine(self.clone, self.result.reconstructions)
                 seed = refit_seed(seed)
-                clone = (last_fit if cycle == config.refine_cycles else fit)(pictures, seed)
+                clone = cycle_fit(pictures, seed)
                 self.result.reconstructions, self.clone, self.result.clone = pictures, clone, clone
         finally:
             self.seconds += time.perf_counter() - start
