@@ -197,8 +197,8 @@ class InversionCell:
         parts += [f"rf{config.refit_iters}"] if config and config.refit_iters else []  # and stream's clone refit
         parts += [f"rc{config.refine_cycles}x{config.refine_passes}"] if config and config.refine_cycles else []  # its refinement
         parts += [f"tv{config.lambda_tv:g}o"] if config and config.tv_scale == "observations" else []  # and its TV weight's scale
-        if config and config.refit_iters and config.final_refit_iters:  # and its last refit's
-            parts += [f"fr{config.final_refit_iters}x{config.final_refit_lr:g}"]
+        if config and config.final_refit:  # and its last refit's
+            parts += ["fr{}x{:g}".format(*config.final_refit)]
         if config and config.polish_iters != preset(self.preset).polish_iters:  # a polish other than the preset's
             parts += [f"po{config.polish_iters}"]
         steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1

@@ -162,6 +162,14 @@ class InversionConfig:
         return min(self.main_iters, math.ceil(self.screen * self.main_iters))
 
     @property
+    def final_refit(self) -> tuple[int, float] | None:
+        """(steps, learning rate) of the last refit, whose clone is the stolen client, where it differs from the other
+        refits: `final_refit_iters` at `final_refit_lr` when there are refits at all (`refit_iters` > 0); else None."""
+        if not (self.refit_iters and self.final_refit_iters):
+            return None
+        return self.final_refit_iters, self.final_refit_lr
+
+    @property
     def rounds_in_all(self) -> int:
         """Rounds per target over every restart: each to the screen, the kept one on to `main_iters`."""
         return self.restarts * self.screen_rounds + self.main_iters - self.screen_rounds
@@ -586,8 +594,8 @@ class _Attempt:
         start, config, seed = time.perf_counter(), self.config, refit_seed(self.seed)
         try:
             fit = _FreshFit(self.clone, self.observed, config, self.strategy)
-            last_fit = fit if not config.final_refit_iters else _FreshFit(
-                self.clone, self.observed, config.replace(refit_iters=config.final_refit_iters, polish_lr=config.final_refit_lr),
+            last_fit = fit if config.final_refit is None else _FreshFit(
+                self.clone, self.observed, config.replace(refit_iters=config.final_refit[0], polish_lr=config.final_refit[1]),
                 self.strategy)
             fits = [fit] * config.refine_cycles + [last_fit]  # the refit, then one per cycle; the last is the stolen client
             self.clone = self.result.clone = fits[0](self.result.reconstructions, seed)
