@@ -104,6 +104,7 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert attack_config(parse("invert", ["--observations", "10", "--keep", "matching"])).keep == "matching"
     assert stream.tv_scale == "observations" and PRESETS["tuned"].tv_scale == "absolute"  # the TV weight's scale
     assert attack_config(parse("invert", ["--observations", "10", "--tv-scale", "absolute"])).tv_scale == "absolute"
+    assert stream.tv_norm == "squared" and attack_config(parse("invert", ["--observations", "10", "--tv-norm", "l1"])).tv_norm == "l1"
     tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
     assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")
     assert attack_config(parse("invert", ["--observations", "10", "--prior", "none"])).prior == "none"  # named: kept

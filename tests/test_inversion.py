@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.attacks.inversion import (InversionConfig, choose_restart, disagreement, invert, preset, refit_seed, restart_seed,
+from unsplit_tf.attacks.inversion import (InversionConfig, absolute_total_variation, choose_restart, disagreement, invert, preset, refit_seed, restart_seed,
                                          total_variation, uses_xla)
 from unsplit_tf.attacks.inversion import unsplit
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
@@ -167,6 +167,30 @@ def test_total_variation_gradient_is_the_derivative_of_its_definition(rng):
     np.testing.assert_allclose(tape.gradient(written, images).numpy(), tape.gradient(reference, images).numpy(), atol=1e-6)
 
 
+def test_absolute_total_variation_charges_a_ripple_more_than_an_edge_of_the_same_squared_tv():
+    edge = np.zeros((1, 8, 8, 1), np.float32)
+    edge[..., 4:, :] = 1.0  # one step of 1 in each row: 8 of 8x7 horizontal differences
+    ripple = np.zeros_like(edge)
+    ripple[..., 1::2, :] = np.sqrt(1 / 7)  # every horizontal difference ±sqrt(1/7): the same squared TV
+    np.testing.assert_allclose(total_variation(ripple).numpy(), total_variation(edge).numpy(), rtol=1e-5)
+    flat_edge, flat_ripple = (float(absolute_total_variation(image)[0]) for image in (edge, ripple))
+    assert flat_edge == pytest.approx((np.sqrt(1 + 1e-4) - 1e-2) / 7, rel=1e-5)
+    assert flat_ripple > 2.5 * flat_edge
+    assert float(absolute_total_variation(np.full_like(edge, 0.3))[0]) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_the_rounds_objective_takes_the_configured_tv_norm(depth1_client, rng):
+    """The input steps minimise matching + weight x the TV of the chosen norm (l2 off here)."""
+    images = tf.constant(rng.random((2, 28, 28, 1)), tf.float32)
+    observed = depth1_client(smooth_images(2))
+    for norm, variation in (("squared", total_variation), ("l1", absolute_total_variation)):
+        config = TINY.replace(lambda_l2=0.0, tv_norm=norm)
+        engine = unsplit._RoundEngine(clone_architecture(depth1_client, seed=0), (2, 28, 28, 1), config,
+                                      tf.distribute.get_strategy(), 0.7)
+        objective, matching = engine._objective(images, observed)
+        np.testing.assert_allclose((objective - matching).numpy(), 0.7 * variation(images).numpy(), rtol=1e-5)
+
+
 def test_paper_defaults():
     paper = preset("paper")
     assert (paper.main_iters, paper.input_iters, paper.model_iters) == (1000, 100, 100)
@@ -204,6 +228,7 @@ def test_paper_defaults():
         ({"final_refit_iters": -1, "refit_iters": 10}, "final_refit_iters must be at least 0"),
         ({"final_refit_lr": 0.0}, "final_refit_lr must be positive"),
         ({"tv_scale": "relative"}, "tv_scale must be one of absolute, observations, got 'relative'"),
+        ({"tv_norm": "l2"}, "tv_norm must be one of squared, l1, got 'l2'"),
     ],
 )
 def test_bad_config_is_refused(changes, message):

@@ -41,7 +41,7 @@ from pathlib import Path
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
-from unsplit_tf.attacks.inversion import KEEPS, MODES, PRESETS, PRIORS, TV_SCALES, RoundReport, preset
+from unsplit_tf.attacks.inversion import KEEPS, MODES, PRESETS, PRIORS, TV_NORMS, TV_SCALES, RoundReport, preset
 from unsplit_tf.cli._common import (
     CliError,
     Interrupted,
@@ -110,6 +110,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--lambda-tv is the TV term's weight (absolute), or its weight per unit of the observations' "
                              "mean square, which follows the scale of the cut layer's activations (observations; "
                              "default: the preset's, observations in stream mode)")
+    parser.add_argument("--tv-norm", choices=TV_NORMS,
+                        help="how the TV term counts each pixel difference: squared (the authors', the presets'), or l1, "
+                             "which prefers flat regions with sharp edges; at --depth 5, l1 with --lambda-tv 0.675 stole "
+                             "better clones on four seeds of four (docs/ALGORITHMS.md)")
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
     parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
     parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
@@ -176,6 +180,8 @@ def attack_config(args: argparse.Namespace):
         changes["keep"] = args.keep
     if args.tv_scale:
         changes["tv_scale"] = args.tv_scale
+    if args.tv_norm:
+        changes["tv_norm"] = args.tv_norm
     if args.screen is not None:
         changes["screen"] = args.screen
     if args.screen_defer is not None:
@@ -195,7 +201,7 @@ def attack_config(args: argparse.Namespace):
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
-    given += [name for name in ("lr", "box", "mode", "prior", "keep", "tv_scale", "screen", "screen_defer", "stream_batch",
+    given += [name for name in ("lr", "box", "mode", "prior", "keep", "tv_scale", "tv_norm", "screen", "screen_defer", "stream_batch",
                                 "tensorboard", "observations") if getattr(args, name) is not None]
     given += [name for name in ("quick", "no_box") if getattr(args, name)]
     given += ["preset"] if args.preset is not None else []
@@ -315,7 +321,8 @@ def run(args: argparse.Namespace) -> int:
     print(record.summary())
     print_restarts(record.attack.restarts, config)
     if args.attack == "unsplit" and config.tv_scale == "observations":
-        print(f"  TV weight {record.attack.tv_weight:.3g}: {config.lambda_tv:g} x the observations' mean square")
+        print(f"  TV weight {record.attack.tv_weight:.3g} ({config.tv_norm} differences): {config.lambda_tv:g} x the "
+              "observations' mean square")
     for extra in record.evaluations[1:]:
         scores = extra.reconstruction
         print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "

@@ -42,6 +42,9 @@ with the other restarts' (`disagreement`), or the best sum of the two ranks; all
 never the true error."""
 TV_SCALES = ("absolute", "observations")
 """What `lambda_tv` weighs the TV term by (`tv_weight`): nothing, or the observations' mean square."""
+TV_NORMS = ("squared", "l1")
+"""How the TV term counts each pixel difference: squared (`total_variation`, the authors'), or its absolute value
+(`absolute_total_variation`), which costs an edge less and a ripple of small differences more."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class InversionConfig:
     # "observations": lambda_tv is per unit of the observations' mean square (`tv_weight`), so the prior pulls as hard
     # against the matching loss whatever the scale of the cut layer's activations
     tv_scale: Literal["absolute", "observations"] = "absolute"
+    # "l1": each pixel difference counts by its absolute value (`absolute_total_variation`), which prefers flat regions
+    # with sharp edges to the stripes that squared differences leave cheap (docs/ALGORITHMS.md)
+    tv_norm: Literal["squared", "l1"] = "squared"
     lambda_l2: float = 1.0  # weight of mean(x_hat²)
     input_lr: float = 1e-3  # Adam (amsgrad) on x_hat
     model_lr: float = 1e-3  # Adam (amsgrad) on the clone
@@ -127,6 +133,8 @@ class InversionConfig:
             raise ValueError(f"prior must be one of {', '.join(PRIORS)}, got {self.prior!r}")
         if self.tv_scale not in TV_SCALES:
             raise ValueError(f"tv_scale must be one of {', '.join(TV_SCALES)}, got {self.tv_scale!r}")
+        if self.tv_norm not in TV_NORMS:
+            raise ValueError(f"tv_norm must be one of {', '.join(TV_NORMS)}, got {self.tv_norm!r}")
         if self.keep not in KEEPS:
             raise ValueError(f"keep must be one of {', '.join(KEEPS)}, got {self.keep!r}")
         if self.keep != "matching" and self.restarts == 2:
@@ -330,6 +338,21 @@ def total_variation(images: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor],
         return upstream[:, None, None, None] * (pushed_apart(down, 1) + pushed_apart(right, 2))
 
     return tf.reduce_mean(tf.square(down), axis=axes) + tf.reduce_mean(tf.square(right), axis=axes), gradient
+
+
+TV_L1_EPSILON = 1e-2  # below this the absolute difference is rounded off (sqrt(d² + ε²) - ε), so its gradient is smooth at 0
+
+
+def absolute_total_variation(images: tf.Tensor) -> tf.Tensor:
+    """Total variation of each NHWC image with absolute differences: its height and width differences, each averaged,
+    each counted as sqrt(d² + ε²) - ε (`TV_L1_EPSILON`). The squared TV (`total_variation`) makes a ripple of small
+    differences nearly free; this one charges it, and charges a sharp edge less."""
+
+    def averaged(difference: tf.Tensor) -> tf.Tensor:
+        smooth = tf.sqrt(tf.square(difference) + TV_L1_EPSILON**2) - TV_L1_EPSILON
+        return tf.reduce_mean(smooth, axis=[1, 2, 3])
+
+    return averaged(images[:, 1:, :, :] - images[:, :-1, :, :]) + averaged(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
 def invert(
@@ -793,7 +816,8 @@ class _RoundEngine:
         matching = tf.reduce_mean(tf.square(self.clone(x_hat, training=False) - observed), axis=feature_axes)
         objective = matching
         if self.tv_weight:
-            objective += self.tv_weight * total_variation(x_hat)
+            variation = total_variation if config.tv_norm == "squared" else absolute_total_variation
+            objective += self.tv_weight * variation(x_hat)
         if config.lambda_l2:
             objective += config.lambda_l2 * tf.reduce_mean(tf.square(x_hat), axis=[1, 2, 3])
         return objective, matching
