@@ -73,7 +73,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert [round(v, 2) for v in choice["disagreement"]] == apart
     assert "objects on black" in record["threat_model"]["image_prior"]
     weight = record["attack"]["tv_weight"]  # the TV term's, scaled by the observations' mean square; as printed
-    assert weight > 0 and f"TV weight {weight:.3g}: 1.5 x the observations' mean square" in stdout
+    assert weight > 0 and f"TV weight {weight:.3g} (squared differences): 1.5 x the observations' mean square" in stdout
 
 
 def test_a_screen_that_defers_says_so_and_its_progress_never_claims_done_early(tmp_path, common, capsys):
