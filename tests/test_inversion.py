@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from unsplit_tf.attacks.inversion import (InversionConfig, absolute_total_variation, choose_restart, disagreement, invert, preset, refit_seed, restart_seed,
-                                         total_variation, uses_xla)
+from unsplit_tf.attacks.inversion import (TV_L1_EPSILON, TV_TERMS, InversionConfig, absolute_total_variation, choose_restart,
+                                         disagreement, invert, preset, refit_seed, restart_seed, total_variation, uses_xla)
 from unsplit_tf.attacks.inversion import unsplit
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.models import mnist_net
@@ -152,17 +152,20 @@ def test_total_variation_is_the_authors_squared_mean_per_direction():
     np.testing.assert_allclose(total_variation(batch).numpy(), [2 / 8 + 2 / 9, 0.0], rtol=1e-6)
 
 
-def test_total_variation_gradient_is_the_derivative_of_its_definition(rng):
+@pytest.mark.parametrize("norm", ["squared", "l1"])
+def test_tv_gradient_is_the_derivative_of_its_definition(rng, norm):
+    """Both TV terms write their gradient out; it must be TensorFlow's gradient of the plain definition."""
     images = tf.constant(rng.random((3, 5, 6, 2)), tf.float32)
     weights = tf.constant([1.0, -2.0, 0.5])
+    penalty = {"squared": tf.square, "l1": lambda d: tf.sqrt(tf.square(d) + TV_L1_EPSILON**2) - TV_L1_EPSILON}[norm]
 
     def by_slices(x):
-        down = tf.reduce_mean(tf.square(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
-        return down + tf.reduce_mean(tf.square(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
+        down = tf.reduce_mean(penalty(x[:, 1:] - x[:, :-1]), axis=[1, 2, 3])
+        return down + tf.reduce_mean(penalty(x[:, :, 1:] - x[:, :, :-1]), axis=[1, 2, 3])
 
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(images)
-        written, reference = (tf.reduce_sum(weights * tv(images)) for tv in (total_variation, by_slices))
+        written, reference = (tf.reduce_sum(weights * tv(images)) for tv in (TV_TERMS[norm], by_slices))
     np.testing.assert_allclose(written.numpy(), reference.numpy(), rtol=1e-6)
     np.testing.assert_allclose(tape.gradient(written, images).numpy(), tape.gradient(reference, images).numpy(), atol=1e-6)
 

@@ -42,9 +42,56 @@ with the other restarts' (`disagreement`), or the best sum of the two ranks; all
 never the true error."""
 TV_SCALES = ("absolute", "observations")
 """What `lambda_tv` weighs the TV term by (`tv_weight`): nothing, or the observations' mean square."""
-TV_NORMS = ("squared", "l1")
-"""How the TV term counts each pixel difference: squared (`total_variation`, the authors'), or its absolute value
-(`absolute_total_variation`), which costs an edge less and a ripple of small differences more."""
+
+
+def _difference_penalty(
+    penalty: Callable[[tf.Tensor], tf.Tensor], slope: Callable[[tf.Tensor], tf.Tensor]
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A TV term: `penalty` of each height and width difference of each NHWC image, each direction averaged.
+
+    Its gradient is written out (each difference pushes its two pixels apart by `slope`, the penalty's
+    derivative): TensorFlow's gradient of the four slices took more time than the clone's convolution in
+    the attack's input steps.
+    """
+
+    @tf.custom_gradient
+    def term(images: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]:
+        down = images[:, 1:, :, :] - images[:, :-1, :, :]
+        right = images[:, :, 1:, :] - images[:, :, :-1, :]
+        axes = [1, 2, 3]
+
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            def pushed_apart(difference: tf.Tensor, axis: int) -> tf.Tensor:
+                before, after = ([[0, 0]] * 4 for _ in range(2))
+                before[axis], after[axis] = [1, 0], [0, 1]
+                push = slope(difference) / float(np.prod(difference.shape[1:]))
+                return tf.pad(push, before) - tf.pad(push, after)
+
+            return upstream[:, None, None, None] * (pushed_apart(down, 1) + pushed_apart(right, 2))
+
+        return tf.reduce_mean(penalty(down), axis=axes) + tf.reduce_mean(penalty(right), axis=axes), gradient
+
+    return term
+
+
+total_variation = _difference_penalty(tf.square, lambda difference: 2.0 * difference)
+"""Squared total variation of each NHWC image: its height and width differences squared, each direction
+averaged. The batch mean of this is the authors' TV (their sum over the batch divided by batch size)."""
+
+TV_L1_EPSILON = 1e-2  # below this the absolute difference is rounded off (sqrt(d² + ε²) - ε), so its gradient is smooth at 0
+
+absolute_total_variation = _difference_penalty(
+    lambda difference: tf.sqrt(tf.square(difference) + TV_L1_EPSILON**2) - TV_L1_EPSILON,
+    lambda difference: difference * tf.math.rsqrt(tf.square(difference) + TV_L1_EPSILON**2),
+)
+"""Total variation of each NHWC image with absolute differences, each counted as sqrt(d² + ε²) - ε
+(`TV_L1_EPSILON`), each direction averaged. The squared TV (`total_variation`) makes a ripple of small
+differences nearly free; this one charges it, and charges a sharp edge less."""
+
+TV_TERMS = {"squared": total_variation, "l1": absolute_total_variation}
+"""The TV term for each `tv_norm`: each pixel difference squared (the authors'), or its absolute value, which costs an
+edge less and a ripple of small differences more."""
+TV_NORMS = tuple(TV_TERMS)
 
 
 @dataclass(frozen=True)
@@ -314,45 +361,6 @@ def _mean_last(histories: Sequence[np.ndarray]) -> float:
     """Mean over targets of the last value of each one's history (inf if nothing ran)."""
     last = [history[-1] for history in histories if len(history)]
     return float(np.mean(last)) if last else float("inf")
-
-
-@tf.custom_gradient
-def total_variation(images: tf.Tensor) -> tuple[tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]:
-    """Squared total variation of each NHWC image: its height and width differences, each averaged.
-
-    The batch mean of this is the authors' TV (their sum over the batch divided by batch size). Its
-    gradient is written out (each difference pushes its two pixels apart): TensorFlow's gradient of the
-    four slices took more time than the clone's convolution in the attack's input steps.
-    """
-    down = images[:, 1:, :, :] - images[:, :-1, :, :]
-    right = images[:, :, 1:, :] - images[:, :, :-1, :]
-    axes = [1, 2, 3]
-
-    def gradient(upstream: tf.Tensor) -> tf.Tensor:
-        def pushed_apart(difference: tf.Tensor, axis: int) -> tf.Tensor:
-            before, after = ([[0, 0]] * 4 for _ in range(2))
-            before[axis], after[axis] = [1, 0], [0, 1]
-            scale = 2.0 / float(np.prod(difference.shape[1:]))
-            return scale * (tf.pad(difference, before) - tf.pad(difference, after))
-
-        return upstream[:, None, None, None] * (pushed_apart(down, 1) + pushed_apart(right, 2))
-
-    return tf.reduce_mean(tf.square(down), axis=axes) + tf.reduce_mean(tf.square(right), axis=axes), gradient
-
-
-TV_L1_EPSILON = 1e-2  # below this the absolute difference is rounded off (sqrt(d² + ε²) - ε), so its gradient is smooth at 0
-
-
-def absolute_total_variation(images: tf.Tensor) -> tf.Tensor:
-    """Total variation of each NHWC image with absolute differences: its height and width differences, each averaged,
-    each counted as sqrt(d² + ε²) - ε (`TV_L1_EPSILON`). The squared TV (`total_variation`) makes a ripple of small
-    differences nearly free; this one charges it, and charges a sharp edge less."""
-
-    def averaged(difference: tf.Tensor) -> tf.Tensor:
-        smooth = tf.sqrt(tf.square(difference) + TV_L1_EPSILON**2) - TV_L1_EPSILON
-        return tf.reduce_mean(smooth, axis=[1, 2, 3])
-
-    return averaged(images[:, 1:, :, :] - images[:, :-1, :, :]) + averaged(images[:, :, 1:, :] - images[:, :, :-1, :])
 
 
 def invert(
@@ -816,8 +824,7 @@ class _RoundEngine:
         matching = tf.reduce_mean(tf.square(self.clone(x_hat, training=False) - observed), axis=feature_axes)
         objective = matching
         if self.tv_weight:
-            variation = total_variation if config.tv_norm == "squared" else absolute_total_variation
-            objective += self.tv_weight * variation(x_hat)
+            objective += self.tv_weight * TV_TERMS[config.tv_norm](x_hat)
         if config.lambda_l2:
             objective += config.lambda_l2 * tf.reduce_mean(tf.square(x_hat), axis=[1, 2, 3])
         return objective, matching
