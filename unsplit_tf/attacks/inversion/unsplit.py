@@ -113,7 +113,7 @@ class InversionConfig:
     main_iters: int = 1000
     input_iters: int = 100
     model_iters: int = 100
-    lambda_tv: float = 0.1  # weight of the squared total variation of x_hat
+    lambda_tv: float = 0.1  # weight of the total variation of x_hat (squared or L1 differences: `tv_norm`)
     # "observations": lambda_tv is per unit of the observations' mean square (`tv_weight`), so the prior pulls as hard
     # against the matching loss whatever the scale of the cut layer's activations
     tv_scale: Literal["absolute", "observations"] = "absolute"
