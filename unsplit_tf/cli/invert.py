@@ -112,8 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default: the preset's, observations in stream mode)")
     parser.add_argument("--tv-norm", choices=TV_NORMS,
                         help="how the TV term counts each pixel difference: squared (the authors', the presets'), or l1, "
-                             "which prefers flat regions with sharp edges; at --depth 5, l1 with --lambda-tv 0.675 stole "
-                             "better clones on four seeds of four (docs/ALGORITHMS.md)")
+                             "which prefers flat regions with sharp edges; with --lambda-tv 0.675 it stole better clones "
+                             "past the first pooling layer of the reference net, worse ones from a BatchNorm net "
+                             "(docs/ALGORITHMS.md)")
     parser.add_argument("--lr", type=finite_float, help="learning rate of both optimisers (sets --input-lr and --model-lr)")
     parser.add_argument("--box", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), help="clip x_hat to [LOW, HIGH]")
     parser.add_argument("--no-box", action="store_true", help="leave x_hat unconstrained even if the preset clips it")
