@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from unsplit_tf.attacks.inversion import preset
 from unsplit_tf.records import (
     DATA_OBLIVIOUS,
     AttackInfo,
@@ -56,8 +55,7 @@ def inversion_run(cell: InversionCell, *, mse: float | None = None, ssim: float 
         config = INVERSION_FAMILIES[cell.attack](seed=cell.seed)
         threat = ThreatModel("auxiliary-data", True, "smashed data", auxiliary_images=cell.aux, auxiliary_labels=True)
     else:
-        config = preset(cell.preset).replace(mode=cell.mode, seed=cell.seed, main_iters=cell.budget.main_iters,
-                                             input_iters=cell.budget.input_iters, model_iters=cell.budget.model_iters)
+        config = cell.unsplit_config().replace(seed=cell.seed)
         threat = DATA_OBLIVIOUS if not observed_examples else ThreatModel(
             "data-oblivious", True, "smashed data", observed_examples=observed_examples)
     samples = cell.train_samples or TRAIN_IMAGES - cell.aux

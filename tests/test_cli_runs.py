@@ -186,14 +186,15 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     code, _, err = run_verb("sweep", [*argv, "--attack", "stream_fast:stream"], capsys)  # the targets alone
     assert code == 2 and "--attack stream_fast:stream is made for the observation stream" in err
     code, stdout, err = run_verb("sweep", [*argv, "--attack", "stream:stream", "--attack", "tuned:batched", "--observations", "10",
-                                           "--polish-iters", "5", "--refit-iters", "7"], capsys)
+                                           "--polish-iters", "5", "--refit-iters", "7", "--tv-norm", "l1", "--lambda-tv", "0.5"],
+                            capsys)
     assert code == 0, err
     records = sorted((strict_json(path) for path in (tmp_path / "r" / "cells").glob("*.json")),
                      key=lambda r: r["threat_model"]["observed_examples"])
     assert [r["threat_model"]["observed_examples"] for r in records] == [0, 10]  # batched, and stream on its axis
     tuned, stream = (record["attack"]["config"] for record in records)
     assert (stream["restarts"], stream["keep"], stream["main_iters"]) == (3, "matching+agreement", 1)  # the preset, the budget
-    assert [(c["polish_iters"], c["refit_iters"]) for c in (tuned, stream)] == [(5, 7), (5, 7)]  # the flags, not the presets'
+    assert [(c["polish_iters"], c["refit_iters"], c["tv_norm"], c["lambda_tv"]) for c in (tuned, stream)] == [(5, 7, "l1", 0.5)] * 2
     weights = [record["attack"]["tv_weight"] for record in records]  # the TV term's weight each attack used
     assert weights[0] == tuned["lambda_tv"] and 0 < weights[1] != stream["lambda_tv"]  # stream's, scaled by the observations
     code, _, err = run_verb("sweep", [*argv, "--family", "sdar", "--polish-iters", "5"], capsys)

@@ -31,15 +31,21 @@ def test_defend_attacks_with_unsplit_by_default(planned, capsys):
     cells = planned(["--defense", "nopeek", "--nopeek-weights", "3"], capsys)
     assert [(cell.attack, cell.aux, cell.defense) for cell in cells] == [("unsplit", 0, NO_DEFENSE), ("unsplit", 0, NOPEEK)]
     assert {cell.polish_iters for cell in cells} == {None}  # the preset's
-    polished = planned(["--defense", "nopeek", "--nopeek-weights", "3", "--polish-iters", "5"], capsys)[len(cells):]
-    assert [cell.unsplit_config().polish_iters for cell in polished] == [5, 5]
+    polished = planned(["--defense", "nopeek", "--nopeek-weights", "3", "--polish-iters", "5", "--tv-norm", "l1",
+                        "--lambda-tv", "0.2"], capsys)[len(cells):]
+    assert [(c.polish_iters, c.tv_norm, c.lambda_tv) for c in (cell.unsplit_config() for cell in polished)] == [(5, "l1", 0.2)] * 2
 
 
-def test_the_grid_verbs_have_a_flag_for_every_step_a_cell_may_set():
-    from unsplit_tf.cli.sweep import STEP_HELP
-    from unsplit_tf.sweep import STEP_FIELDS
+def test_defend_refuses_unsplits_settings_without_unsplit(planned, capsys):
+    code, _, err = run_verb("defend", ["--attack", "sdar", "--tv-norm", "l1", "--quick"], capsys)
+    assert code == 2 and "add --attack unsplit" in err
 
-    assert tuple(STEP_HELP) == STEP_FIELDS
+
+def test_the_grid_verbs_have_a_flag_for_every_setting_a_cell_may_set():
+    from unsplit_tf.cli.sweep import UNSPLIT_FLAGS
+    from unsplit_tf.sweep import UNSPLIT_FIELDS
+
+    assert UNSPLIT_FLAGS == tuple(f"--{name.replace('_', '-')}" for name in UNSPLIT_FIELDS)
 
 
 def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_side_once(planned, capsys):

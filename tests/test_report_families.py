@@ -59,6 +59,15 @@ def test_one_and_three_restart_runs_of_a_preset_are_two_series_that_say_so():
     assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched, 1 restart", "tuned/batched"]
 
 
+def test_runs_of_a_preset_with_another_tv_term_are_their_own_series_that_say_it():
+    runs = [inversion_run(cell(depth, **tv)) for depth in (1, 2) for tv in ({}, {"tv_norm": "l1", "lambda_tv": 0.675})]
+    series = inversion_series(runs)["f_mnist"]
+    assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched", "tuned/batched, l1 TV 0.675"]
+    assert all(line.depths == [1, 2] for line in series)
+    same = inversion_series([inversion_run(cell(1, lambda_tv=0.1))])["f_mnist"]  # the preset's own weight: no change
+    assert same[0].setting.tv == ""
+
+
 def test_an_old_record_without_observed_examples_loads_and_groups_as_none_observed(tmp_path):
     run = inversion_run(cell(2))
     stored = run.to_dict()

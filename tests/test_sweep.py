@@ -299,6 +299,23 @@ def test_a_presets_restarts_are_part_of_the_cell_key():
     assert "-rf500-rc3x2-tv1.5o-tag" in fast  # stream_fast's last refit is its other refits': its stored cells stand
     assert polished.unsplit_config().polish_iters == 5
     assert InversionCell("f_mnist", "tag", 2, preset="tuned", polish_iters=2000).key == InversionCell("f_mnist", "tag", 2).key
-    with pytest.raises(ValueError, match="polish_iters is a step count of the unsplit attack"):
+    with pytest.raises(ValueError, match="polish_iters is a setting of the unsplit attack"):
         InversionCell("f_mnist", "tag", 2, attack="sdar", aux=10, polish_iters=5)
     assert one_round.unsplit_config().screen_rounds == 1 and "-sc" not in one_round.key  # the key says what runs: no screen
+
+
+def test_a_cells_tv_term_is_the_presets_unless_set_and_its_key_says_when_it_is_not():
+    tuned = InversionCell("f_mnist", "tag", 2, preset="tuned")
+    l1 = InversionCell("f_mnist", "tag", 2, preset="tuned", tv_norm="l1", lambda_tv=0.5)
+    assert (l1.unsplit_config().tv_norm, l1.unsplit_config().lambda_tv) == ("l1", 0.5)
+    assert l1.key.endswith("-tv0.5-l1-tag") and "-tv" not in tuned.key
+    assert "tv norm l1, lambda tv 0.5" in l1.describe()
+    assert InversionCell("f_mnist", "tag", 2, preset="tuned", tv_norm="squared", lambda_tv=0.1).key == tuned.key
+    stream = InversionCell("f_mnist", "tag", 3, preset="stream", mode="stream", tv_norm="l1", lambda_tv=0.675)
+    assert stream.key.endswith("-tv0.675o-l1-fr3000x0.01-tag")  # the weight stays on the preset's scale
+    with pytest.raises(ValueError, match="cell: tv_norm must be one of squared, l1"):
+        InversionCell("f_mnist", "tag", 2, tv_norm="l2")
+    with pytest.raises(ValueError, match="cell: lambda_tv"):
+        InversionCell("f_mnist", "tag", 2, lambda_tv=-1.0)
+    with pytest.raises(ValueError, match="tv_norm is a setting of the unsplit attack"):
+        InversionCell("f_mnist", "tag", 2, attack="sdar", aux=10, tv_norm="l1")

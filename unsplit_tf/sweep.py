@@ -87,6 +87,9 @@ DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
 
 STEP_FIELDS = ("polish_iters", "refit_iters", "refine_cycles")
 """UnSplit's steps after the rounds that a cell (and `sweep`/`defend --polish-iters ...`) may set; None: the preset's."""
+UNSPLIT_FIELDS = STEP_FIELDS + ("tv_norm", "lambda_tv")
+"""Every field of the preset's `InversionConfig` that a cell (and `sweep`/`defend --tv-norm ...`) may set: the steps
+and the TV term; None: the preset's."""
 
 
 def default_budget(preset_name: str, mode: str) -> Budget:
@@ -142,6 +145,8 @@ class InversionCell:
     polish_iters: int | None = None  # UnSplit's clone-polish steps (None: the preset's)
     refit_iters: int | None = None  # UnSplit's fresh-clone refit steps (None: the preset's)
     refine_cycles: int | None = None  # UnSplit's cycles of refining pictures and refitting (None: the preset's)
+    tv_norm: str | None = None  # UnSplit's TV norm, "squared" or "l1" (None: the preset's)
+    lambda_tv: float | None = None  # UnSplit's TV weight, on the preset's scale (None: the preset's)
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -165,11 +170,16 @@ class InversionCell:
                                  "it attacks the reference nets only")
         elif self.aux:
             raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
+        for name in UNSPLIT_FIELDS:
+            if getattr(self, name) is not None and self.attack != "unsplit":
+                raise ValueError(f"cell {name} is a setting of the unsplit attack, not of {self.attack!r}; pass None")
         for name in STEP_FIELDS:
             if getattr(self, name) is not None:
                 at_least(f"cell {name} (or None for the preset's)", getattr(self, name), 0)
-                if self.attack != "unsplit":
-                    raise ValueError(f"cell {name} is a step count of the unsplit attack, not of {self.attack!r}; pass None")
+        try:
+            self.unsplit_config()  # the config's own checks of the TV fields
+        except ValueError as error:
+            raise ValueError(f"cell: {error}") from None
         if self.observations and (self.attack != "unsplit" or self.mode != "stream"):
             raise ValueError(f"cell observations {self.observations} need the unsplit attack in stream mode, "
                              f"got {self.attack} {self.mode}")
@@ -178,8 +188,8 @@ class InversionCell:
         """The UnSplit attack this cell runs, before its seed and prior (None for the other families)."""
         if self.attack != "unsplit":
             return None
-        steps = {name: getattr(self, name) for name in STEP_FIELDS if getattr(self, name) is not None}
-        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **steps)
+        changes = {name: getattr(self, name) for name in UNSPLIT_FIELDS if getattr(self, name) is not None}
+        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **changes)
 
     @property
     def key(self) -> str:
@@ -196,7 +206,9 @@ class InversionCell:
             parts += [f"sc{config.screen:.2f}" + (f"d{config.screen_defer:.2f}" if config.screen_defer < 1 else "")]
         parts += [f"rf{config.refit_iters}"] if config and config.refit_iters else []  # and stream's clone refit
         parts += [f"rc{config.refine_cycles}x{config.refine_passes}"] if config and config.refine_cycles else []  # its refinement
-        parts += [f"tv{config.lambda_tv:g}o"] if config and config.tv_scale == "observations" else []  # and its TV weight's scale
+        if config and (config.tv_scale == "observations" or config.lambda_tv != preset(self.preset).lambda_tv):
+            parts += [f"tv{config.lambda_tv:g}" + "o" * (config.tv_scale == "observations")]  # stream's TV weight, or one set
+        parts += [config.tv_norm] if config and config.tv_norm != "squared" else []  # a TV norm other than the authors'
         if config and config.final_refit:  # and its last refit's
             parts += ["fr{}x{:g}".format(*config.final_refit)]
         if config and config.polish_iters != preset(self.preset).polish_iters:  # a polish other than the preset's
@@ -210,7 +222,7 @@ class InversionCell:
         if self.attack in AUXILIARY_FAMILIES:
             return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
         seen = f", {self.observations} observed" if self.observations else ""
-        steps = "".join(f", {name.replace('_', ' ')} {getattr(self, name)}" for name in STEP_FIELDS
+        steps = "".join(f", {name.replace('_', ' ')} {getattr(self, name)}" for name in UNSPLIT_FIELDS
                         if getattr(self, name) is not None)
         return (f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} "
                 f"{self.budget}{steps}{seen}")

@@ -36,7 +36,7 @@ from pathlib import Path
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
-from unsplit_tf.attacks.inversion import MODES, PRESETS
+from unsplit_tf.attacks.inversion import MODES, PRESETS, TV_NORMS
 from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.invert import ATTACKS as FAMILIES
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag}; "
                                           "a stream preset in stream mode keeps its own, e.g. stream:stream 15x20+20)")
-    add_step_arguments(parser)
+    add_unsplit_arguments(parser)
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -86,21 +86,31 @@ STEP_HELP = {
     "refine_cycles": "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)",
 }
 """The flag of each of `unsplit_tf.sweep.STEP_FIELDS`, for every verb that runs a grid (sweep, defend)."""
+UNSPLIT_FLAGS = tuple(f"--{name.replace('_', '-')}" for name in (*STEP_HELP, "tv_norm", "lambda_tv"))
+"""The flags of `add_unsplit_arguments`, for the refusal where no UnSplit cell runs."""
 
 
-def add_step_arguments(parser: argparse.ArgumentParser) -> None:
-    """--polish-iters, --refit-iters and --refine-cycles: UnSplit's steps after its rounds in every cell."""
+def add_unsplit_arguments(parser: argparse.ArgumentParser) -> None:
+    """UnSplit's settings in every cell: --polish-iters, --refit-iters, --refine-cycles (its steps after the rounds),
+    --tv-norm and --lambda-tv (its TV term)."""
     for name, text in STEP_HELP.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", help=text)
+    parser.add_argument("--tv-norm", choices=TV_NORMS,
+                        help="UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute "
+                             "value (l1; with --lambda-tv 0.675 under the stream preset it stole better clones past the "
+                             "reference net's first pool, docs/ALGORITHMS.md)")
+    parser.add_argument("--lambda-tv", type=finite_float, metavar="W",
+                        help="UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean "
+                             "square under the stream presets; default the preset's)")
 
 
-def step_overrides(args: argparse.Namespace) -> dict[str, int]:
-    """The step flags given (those left out take the preset's), checked before any work."""
-    steps = {name: getattr(args, name) for name in STEP_HELP if getattr(args, name) is not None}
-    for name, value in steps.items():
-        if value < 0:
-            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {value}")
-    return steps
+def unsplit_overrides(args: argparse.Namespace) -> dict:
+    """The UnSplit settings given (those left out take the preset's), checked before any work."""
+    given = {name: getattr(args, name) for name in (*STEP_HELP, "tv_norm", "lambda_tv") if getattr(args, name) is not None}
+    for name, value in given.items():
+        if name != "tv_norm" and value < 0:
+            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {value:g}")
+    return given
 
 
 RAY_FLAGS = {"address": "address", "num_cpus": "num_cpus", "cpus_per_cell": "cpus_per_cell",
@@ -214,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget) if args.budget else None
-    steps = step_overrides(args)
+    steps = unsplit_overrides(args)
     families = list(dict.fromkeys(args.family))
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
@@ -223,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
     if steps and "unsplit" not in families:
-        raise CliError("--polish-iters, --refit-iters and --refine-cycles are UnSplit's steps: add --family unsplit")
+        raise CliError(f"{', '.join(UNSPLIT_FLAGS)} are UnSplit's settings: add --family unsplit")
     if args.observations and not (streams and "unsplit" in families):
         raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream, "
                        "the stream preset as `invert --observations` runs it)")

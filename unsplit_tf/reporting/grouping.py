@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from unsplit_tf.attacks.inversion import PRESETS, SDARConfig
+from unsplit_tf.attacks.inversion import PRESETS, InversionConfig, SDARConfig
 from unsplit_tf.records import NO_DEFENSE, Evaluation, InversionRun, LabelRun
 from unsplit_tf.runs import INVERSION_FAMILIES, OBSERVED_SAMPLE
 
@@ -15,7 +15,7 @@ DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-
 FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
-VARYING = ("model", "budget", "restarts", "simulator_steps", "epochs", "seed", "targets", "aux", "observations")
+VARYING = ("model", "budget", "restarts", "tv", "simulator_steps", "epochs", "seed", "targets", "aux", "observations")
 """The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
 THREAT = ("aux", "observations")
 """The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
@@ -45,6 +45,7 @@ class InversionSetting:
     observations: int  # training examples a stream-mode attack read (0: only the targets')
     restarts: int  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
     simulator_steps: int  # SDAR's simulator updates per observed batch (its default changed once, as the restarts)
+    tv: str = ""  # UnSplit's TV term where it is not its preset's ("l1 TV 0.675"); "" where it is, or no TV term
 
     @property
     def attack_label(self) -> str:
@@ -65,6 +66,7 @@ class InversionSetting:
                   "aux": f"aux {self.aux}" if self.aux else None,
                   "observations": f"{self.observations} observed" if self.observations else None,
                   "restarts": f"{self.restarts} restart" + "s" * (self.restarts != 1) if self._restarts_changed else None,
+                  "tv": self.tv or None,
                   "simulator_steps": (f"{self.simulator_steps} simulator step" + "s" * (self.simulator_steps != 1)
                                       if self.family == "sdar" and self.simulator_steps != SDARConfig().simulator_steps else None)}
         return [text for name in varying if (text := extras[name]) is not None]
@@ -94,7 +96,17 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         mode, budget, training.epochs if training else 0, training.seed if training else getattr(config, "seed", 0),
         len(run.headline.targets.indices), training.samples if training else run.data.train_images,
         run.threat_model.auxiliary_images, run.threat_model.observed_examples, getattr(config, "restarts", 1),
-        getattr(config, "simulator_steps", 1))
+        getattr(config, "simulator_steps", 1), _tv_change(config, run.attack.preset))
+
+
+def _tv_change(config, preset_name: str | None) -> str:
+    """An UnSplit run's TV term in words where its norm or weight is not its preset's; "" otherwise."""
+    if not isinstance(config, InversionConfig) or preset_name not in PRESETS:
+        return ""
+    chosen = PRESETS[preset_name]
+    if (config.tv_norm, config.lambda_tv) == (chosen.tv_norm, chosen.lambda_tv):
+        return ""
+    return f"{config.tv_norm} TV {config.lambda_tv:g}"
 
 
 @dataclass(frozen=True)
