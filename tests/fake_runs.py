@@ -23,7 +23,7 @@ from unsplit_tf.records import (
     Training,
     Victim,
 )
-from unsplit_tf.runs import INVERSION_FAMILIES, OBSERVED_SAMPLE
+from unsplit_tf.runs import OBSERVED_SAMPLE
 from unsplit_tf.sweep import InversionCell, LabelCell
 
 SHAPES = {"f_mnist": (28, 28, 1), "cifar": (32, 32, 3)}
@@ -51,11 +51,10 @@ def inversion_run(cell: InversionCell, *, mse: float | None = None, ssim: float 
     n = cell.targets
     baselines = Baselines(scores(0.181, 0.1, n), scores(0.264, 0.01, n), scores(0.088, 0.2, n))
     images = np.random.default_rng(cell.depth).integers(0, 256, (2, n, *SHAPES[cell.dataset]), dtype=np.uint8)
+    config = cell.attack_config().replace(seed=cell.seed)
     if auxiliary:
-        config = INVERSION_FAMILIES[cell.attack](seed=cell.seed)
         threat = ThreatModel("auxiliary-data", True, "smashed data", auxiliary_images=cell.aux, auxiliary_labels=True)
     else:
-        config = cell.unsplit_config().replace(seed=cell.seed)
         threat = DATA_OBLIVIOUS if not observed_examples else ThreatModel(
             "data-oblivious", True, "smashed data", observed_examples=observed_examples)
     samples = cell.train_samples or TRAIN_IMAGES - cell.aux

@@ -36,16 +36,22 @@ def test_defend_attacks_with_unsplit_by_default(planned, capsys):
     assert [(c.polish_iters, c.tv_norm, c.lambda_tv) for c in (cell.unsplit_config() for cell in polished)] == [(5, "l1", 0.2)] * 2
 
 
-def test_defend_refuses_unsplits_settings_without_unsplit(planned, capsys):
+def test_defend_sets_each_familys_settings_on_its_cells_and_refuses_those_of_an_absent_family(planned, capsys):
+    cells = planned(["--attack", "unsplit", "sdar", "--defense", "nopeek", "--nopeek-weights", "3", "--tv-norm", "l1",
+                     "--simulator-steps", "5", "--lambda-ssim", "0"], capsys)
+    configs = {cell.attack: cell.attack_config() for cell in cells if cell.kind == "inversion"}
+    assert (configs["unsplit"].tv_norm, configs["sdar"].simulator_steps, configs["sdar"].lambda_ssim) == ("l1", 5, 0.0)
     code, _, err = run_verb("defend", ["--attack", "sdar", "--tv-norm", "l1", "--quick"], capsys)
-    assert code == 2 and "add --attack unsplit" in err
+    assert code == 2 and "--tv-norm: settings of the unsplit attack; add --attack unsplit" in err
+    code, _, err = run_verb("defend", ["--attack", "unsplit", "--simulator-steps", "0", "--quick"], capsys)
+    assert code == 2 and "add --attack sdar" in err
 
 
 def test_the_grid_verbs_have_a_flag_for_every_setting_a_cell_may_set():
-    from unsplit_tf.cli.sweep import UNSPLIT_FLAGS
-    from unsplit_tf.sweep import UNSPLIT_FIELDS
+    from unsplit_tf.cli.sweep import SETTING_HELP
+    from unsplit_tf.sweep import SETTING_FIELDS
 
-    assert UNSPLIT_FLAGS == tuple(f"--{name.replace('_', '-')}" for name in UNSPLIT_FIELDS)
+    assert list(SETTING_HELP) == [name for names in SETTING_FIELDS.values() for name in names]
 
 
 def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_side_once(planned, capsys):

@@ -65,7 +65,14 @@ def test_runs_of_a_preset_with_another_tv_term_are_their_own_series_that_say_it(
     assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched", "tuned/batched, l1 TV 0.675"]
     assert all(line.depths == [1, 2] for line in series)
     same = inversion_series([inversion_run(cell(1, lambda_tv=0.1))])["f_mnist"]  # the preset's own weight: no change
-    assert same[0].setting.tv == ""
+    assert same[0].setting.changes == ""
+
+
+def test_sdar_runs_with_other_settings_are_their_own_series_that_say_them():
+    runs = [inversion_run(cell(depth, "sdar", 600, **settings)) for depth in (1, 2)
+            for settings in ({}, {"simulator_steps": 20, "lambda_ssim": 0.0})]
+    series = inversion_series(runs)["f_mnist"]
+    assert [line.label(varying_fields(series)) for line in series] == ["sdar", "sdar, 20 simulator steps, SSIM weight 0"]
 
 
 def test_an_old_record_without_observed_examples_loads_and_groups_as_none_observed(tmp_path):

@@ -319,3 +319,16 @@ def test_a_cells_tv_term_is_the_presets_unless_set_and_its_key_says_when_it_is_n
         InversionCell("f_mnist", "tag", 2, lambda_tv=-1.0)
     with pytest.raises(ValueError, match="tv_norm is a setting of the unsplit attack"):
         InversionCell("f_mnist", "tag", 2, attack="sdar", aux=10, tv_norm="l1")
+
+
+def test_an_sdar_cells_settings_are_the_defaults_unless_set_and_its_key_says_when_they_are_not():
+    sdar = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600)
+    tuned = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=20, lambda_ssim=0.0)
+    assert (tuned.attack_config().simulator_steps, tuned.attack_config().lambda_ssim) == (20, 0.0)
+    assert sdar.key.endswith("-aux600-ss3-tag") and tuned.key.endswith("-aux600-ss20-ls0-tag")
+    assert "sdar aux 600, simulator steps 20, lambda ssim 0.0" in tuned.describe()
+    assert InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=3, lambda_ssim=0.5).key == sdar.key
+    with pytest.raises(ValueError, match="cell: simulator_steps"):
+        InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=0)
+    with pytest.raises(ValueError, match="simulator_steps is a setting of the sdar attack, not of 'inverse_network'"):
+        InversionCell("f_mnist", "tag", 6, attack="inverse_network", aux=600, simulator_steps=5)

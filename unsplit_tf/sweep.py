@@ -28,7 +28,7 @@ import keras
 
 from unsplit_tf import defaults
 from unsplit_tf._validation import at_least
-from unsplit_tf.attacks.inversion import MODES, InversionConfig, SDARConfig, preset
+from unsplit_tf.attacks.inversion import MODES, InverseNetworkConfig, InversionConfig, SDARConfig, preset
 from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
 from unsplit_tf.models import reference_net
@@ -87,9 +87,9 @@ DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
 
 STEP_FIELDS = ("polish_iters", "refit_iters", "refine_cycles")
 """UnSplit's steps after the rounds that a cell (and `sweep`/`defend --polish-iters ...`) may set; None: the preset's."""
-UNSPLIT_FIELDS = STEP_FIELDS + ("tv_norm", "lambda_tv")
-"""Every field of the preset's `InversionConfig` that a cell (and `sweep`/`defend --tv-norm ...`) may set: the steps
-and the TV term; None: the preset's."""
+SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"), "sdar": ("simulator_steps", "lambda_ssim")}
+"""The fields of each family's config that a cell (and `sweep`/`defend --tv-norm ...`) may set: UnSplit's steps and
+TV term, SDAR's simulator steps and decoder SSIM weight; None: the preset's, or the family's default."""
 
 
 def default_budget(preset_name: str, mode: str) -> Budget:
@@ -147,6 +147,8 @@ class InversionCell:
     refine_cycles: int | None = None  # UnSplit's cycles of refining pictures and refitting (None: the preset's)
     tv_norm: str | None = None  # UnSplit's TV norm, "squared" or "l1" (None: the preset's)
     lambda_tv: float | None = None  # UnSplit's TV weight, on the preset's scale (None: the preset's)
+    simulator_steps: int | None = None  # SDAR's simulator updates per observed batch (None: its default)
+    lambda_ssim: float | None = None  # the weight of SDAR's decoder SSIM term (None: its default)
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -170,26 +172,32 @@ class InversionCell:
                                  "it attacks the reference nets only")
         elif self.aux:
             raise ValueError(f"cell attack {self.attack!r} uses no auxiliary data but aux is {self.aux}; pass aux=0")
-        for name in UNSPLIT_FIELDS:
-            if getattr(self, name) is not None and self.attack != "unsplit":
-                raise ValueError(f"cell {name} is a setting of the unsplit attack, not of {self.attack!r}; pass None")
+        for family, names in SETTING_FIELDS.items():
+            for name in names:
+                if getattr(self, name) is not None and self.attack != family:
+                    raise ValueError(f"cell {name} is a setting of the {family} attack, not of {self.attack!r}; pass None")
         for name in STEP_FIELDS:
             if getattr(self, name) is not None:
                 at_least(f"cell {name} (or None for the preset's)", getattr(self, name), 0)
         try:
-            self.unsplit_config()  # the config's own checks of the TV fields
+            self.attack_config()  # the config's own checks of the fields set
         except ValueError as error:
             raise ValueError(f"cell: {error}") from None
         if self.observations and (self.attack != "unsplit" or self.mode != "stream"):
             raise ValueError(f"cell observations {self.observations} need the unsplit attack in stream mode, "
                              f"got {self.attack} {self.mode}")
 
+    def attack_config(self) -> InversionConfig | SDARConfig | InverseNetworkConfig:
+        """The attack this cell runs, before its seed and UnSplit's prior: UnSplit's preset in the cell's mode and
+        budget, or the family's defaults; with the fields of `SETTING_FIELDS` the cell sets."""
+        changes = {name: getattr(self, name) for name in SETTING_FIELDS.get(self.attack, ()) if getattr(self, name) is not None}
+        if self.attack != "unsplit":
+            return INVERSION_FAMILIES[self.attack](**changes)
+        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **changes)
+
     def unsplit_config(self) -> InversionConfig | None:
         """The UnSplit attack this cell runs, before its seed and prior (None for the other families)."""
-        if self.attack != "unsplit":
-            return None
-        changes = {name: getattr(self, name) for name in UNSPLIT_FIELDS if getattr(self, name) is not None}
-        return preset(self.preset).replace(mode=self.mode, **dataclasses.asdict(self.budget), **changes)
+        return self.attack_config() if self.attack == "unsplit" else None
 
     @property
     def key(self) -> str:
@@ -213,19 +221,21 @@ class InversionCell:
             parts += ["fr{}x{:g}".format(*config.final_refit)]
         if config and config.polish_iters != preset(self.preset).polish_iters:  # a polish other than the preset's
             parts += [f"po{config.polish_iters}"]
-        steps = SDARConfig().simulator_steps if self.attack == "sdar" else 1
-        parts += [f"ss{steps}"] if steps != 1 else []  # so did SDAR's simulator steps
+        if self.attack == "sdar":
+            sdar = self.attack_config()
+            parts += [f"ss{sdar.simulator_steps}"] if sdar.simulator_steps != 1 else []  # its default changed once
+            parts += [f"ls{sdar.lambda_ssim:g}"] if sdar.lambda_ssim != SDARConfig().lambda_ssim else []
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:
         defense = "" if self.defense == NO_DEFENSE else f", {self.defense.label}"
+        settings = "".join(f", {name.replace('_', ' ')} {getattr(self, name)}" for name in SETTING_FIELDS.get(self.attack, ())
+                           if getattr(self, name) is not None)
         if self.attack in AUXILIARY_FAMILIES:
-            return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}"
+            return f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} aux {self.aux}{settings}"
         seen = f", {self.observations} observed" if self.observations else ""
-        steps = "".join(f", {name.replace('_', ' ')} {getattr(self, name)}" for name in UNSPLIT_FIELDS
-                        if getattr(self, name) is not None)
         return (f"inversion {self.dataset} depth {self.depth}{defense}, {self.attack} {self.preset}/{self.mode} "
-                f"{self.budget}{steps}{seen}")
+                f"{self.budget}{settings}{seen}")
 
 
 @dataclass(frozen=True)
@@ -570,8 +580,8 @@ class CellRunner:
         return dataclasses.replace(run, key=cell.key)
 
     def _inversion(self, cell: InversionCell, data: Dataset) -> InversionRun:
-        if cell.attack in AUXILIARY_FAMILIES:  # the family's defaults; preset, mode and budget are UnSplit's
-            config, name = INVERSION_FAMILIES[cell.attack](seed=cell.seed), None
+        if cell.attack in AUXILIARY_FAMILIES:  # the family's defaults and the cell's settings; preset, mode and budget are UnSplit's
+            config, name = cell.attack_config().replace(seed=cell.seed), None
         else:
             prior = defaults.image_prior(cell.dataset, cell.mode)
             config, name = cell.unsplit_config().replace(seed=cell.seed, prior=prior), cell.preset

@@ -36,7 +36,7 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
-from unsplit_tf.cli.sweep import FAMILIES, UNSPLIT_FLAGS, add_backend_arguments, add_unsplit_arguments, backend_options, unsplit_overrides
+from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, add_setting_arguments, backend_options, setting_overrides
 from unsplit_tf.defenses import DEFENSES
 
 # Strength flags, each the grid of the registry's defenses it names.
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--main-iters", type=int, help=f"inversion rounds (default {DEFAULT_BUDGET.main_iters}; {QUICK['main_iters']} with --quick)")
     parser.add_argument("--input-iters", type=int, default=DEFAULT_BUDGET.input_iters, help=f"x_hat steps per round (default {DEFAULT_BUDGET.input_iters})")
     parser.add_argument("--model-iters", type=int, default=DEFAULT_BUDGET.model_iters, help=f"clone steps per round (default {DEFAULT_BUDGET.model_iters})")
-    add_unsplit_arguments(parser)
+    add_setting_arguments(parser)
     parser.add_argument("--label-batch-size", type=int, default=defaults.DEFENSE_LABEL_BATCH_SIZE, help=f"U-shaped training batch size (default {defaults.DEFENSE_LABEL_BATCH_SIZE})")
     parser.add_argument("--label-samples", type=int, help=f"training examples the label attacks see (default {defaults.DEFENSE_LABEL_SAMPLES}; {QUICK['label_samples']} with --quick)")
     parser.add_argument("--train-samples", type=int, help=f"train on the first N training images only (default all; {QUICK['train_samples']} with --quick)")
@@ -104,10 +104,8 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
     for name in ("epochs", "batch_size", "main_iters", "input_iters", "model_iters", "label_batch_size", "label_samples"):
         if getattr(args, name) < 1:
             raise CliError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    args.steps = unsplit_overrides(args)
-    if args.steps and "unsplit" not in args.attack:
-        raise CliError(f"{', '.join(UNSPLIT_FLAGS)} are UnSplit's settings: add --attack unsplit")
     args.attack = list(dict.fromkeys(args.attack))
+    args.settings = setting_overrides(args, args.attack, "--attack")
     if "unsplit" in args.attack and PRESETS[args.preset].mode == "stream":
         raise stream_preset_alone(f"--preset {args.preset}", f"defend attacks the class targets alone; use --preset "
                                   f"{defaults.PRESET} (the default) or paper")
@@ -119,14 +117,14 @@ def filled(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def inversion_fields(args: argparse.Namespace) -> list[dict]:
-    """The inversion cells' fields, one dict per --attack: UnSplit's preset and budget, or a family's aux images."""
+    """The inversion cells' fields, one dict per --attack: UnSplit's preset and budget, or a family's aux images; and
+    the family's settings given."""
     from unsplit_tf.sweep import Budget
 
     shared = {"epochs": args.epochs, "batch_size": args.batch_size, "train_samples": args.train_samples}
-    unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters),
-               **args.steps}
-    return [{**shared, **unsplit} if family == "unsplit" else {**shared, "attack": family, "aux": args.aux or defaults.AUX}
-            for family in args.attack]
+    unsplit = {"preset": args.preset, "budget": Budget(args.main_iters, args.input_iters, args.model_iters)}
+    return [{**shared, **(unsplit if family == "unsplit" else {"attack": family, "aux": args.aux or defaults.AUX}),
+             **args.settings.get(family, {})} for family in args.attack]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@
     unsplit-tf sweep --datasets cifar --data-dir DIR --epochs 10 --budget 40x40+40 --attack paper:sequential --attack tuned:batched
     unsplit-tf sweep --defense gaussian_noise:0.5 --defense nopeek:3
     unsplit-tf sweep --family unsplit sdar --aux 600 6000              # the auxiliary-data attacks beside UnSplit
+    unsplit-tf sweep --family sdar --simulator-steps 20 --lambda-ssim 0  # SDAR's settings (UnSplit's: --tv-norm ...)
     unsplit-tf sweep --attack stream:stream --observations 1000 10000  # UnSplit on the training stream, the preset's budget
     unsplit-tf sweep --model mine.keras --layers block1_out block2_out   # your own saved model, cut after each layer
     unsplit-tf sweep --backend ray                           # each cell a Ray task on a local Ray (all CPUs)
@@ -66,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="an activation defense at the cut of every inversion cell (see `unsplit-tf defend --help`); repeatable")
     parser.add_argument("--budget", help=f"inversion steps per target, MAINxINPUT+MODEL (default {DEFAULT_BUDGET.tag}; "
                                           "a stream preset in stream mode keeps its own, e.g. stream:stream 15x20+20)")
-    add_unsplit_arguments(parser)
+    add_setting_arguments(parser)
     parser.add_argument("--epochs", type=int, default=defaults.EPOCHS, help=f"split-learning training epochs (default {defaults.EPOCHS})")
     parser.add_argument("--seeds", "--seed", type=int, nargs="+", default=[defaults.SEED], help=f"seeds of training, clone and label run (default {defaults.SEED})")
     parser.add_argument("--targets", type=int, default=defaults.TARGETS, help=f"class targets to attack (default {defaults.TARGETS})")
@@ -80,36 +81,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_arguments(parser)
 
 
-STEP_HELP = {
+SETTING_HELP = {
     "polish_iters": "UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)",
     "refit_iters": "UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)",
     "refine_cycles": "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)",
+    "tv_norm": "UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute value (l1; with "
+               "--lambda-tv 0.675 under the stream preset it stole better clones past the reference net's first pool, "
+               "docs/ALGORITHMS.md)",
+    "lambda_tv": "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean square under "
+                 "the stream presets; default the preset's)",
+    "simulator_steps": "SDAR's simulator updates per observed batch (default 3; with --lambda-ssim 0, 20 brought full "
+                       "MNIST's depth 6 under MSE 0.03, docs/ALGORITHMS.md)",
+    "lambda_ssim": "the weight of 1 - SSIM in SDAR's decoder loss (default 0.5; 0: the MSE alone, as SDAR)",
 }
-"""The flag of each of `unsplit_tf.sweep.STEP_FIELDS`, for every verb that runs a grid (sweep, defend)."""
-UNSPLIT_FLAGS = tuple(f"--{name.replace('_', '-')}" for name in (*STEP_HELP, "tv_norm", "lambda_tv"))
-"""The flags of `add_unsplit_arguments`, for the refusal where no UnSplit cell runs."""
+"""The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
+WEIGHTS = ("lambda_tv", "lambda_ssim")
+"""The settings that are weights (finite numbers >= 0); the others but tv_norm are counts."""
 
 
-def add_unsplit_arguments(parser: argparse.ArgumentParser) -> None:
-    """UnSplit's settings in every cell: --polish-iters, --refit-iters, --refine-cycles (its steps after the rounds),
-    --tv-norm and --lambda-tv (its TV term)."""
-    for name, text in STEP_HELP.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", help=text)
-    parser.add_argument("--tv-norm", choices=TV_NORMS,
-                        help="UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute "
-                             "value (l1; with --lambda-tv 0.675 under the stream preset it stole better clones past the "
-                             "reference net's first pool, docs/ALGORITHMS.md)")
-    parser.add_argument("--lambda-tv", type=finite_float, metavar="W",
-                        help="UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean "
-                             "square under the stream presets; default the preset's)")
+def flag(name: str) -> str:
+    """A setting's flag: "--tv-norm" for "tv_norm"."""
+    return f"--{name.replace('_', '-')}"
 
 
-def unsplit_overrides(args: argparse.Namespace) -> dict:
-    """The UnSplit settings given (those left out take the preset's), checked before any work."""
-    given = {name: getattr(args, name) for name in (*STEP_HELP, "tv_norm", "lambda_tv") if getattr(args, name) is not None}
-    for name, value in given.items():
-        if name != "tv_norm" and value < 0:
-            raise CliError(f"--{name.replace('_', '-')} must be 0 or more, got {value:g}")
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """A flag for each attack setting a cell may set (`SETTING_HELP`): UnSplit's steps after its rounds and TV term,
+    SDAR's simulator steps and decoder SSIM weight."""
+    for name, text in SETTING_HELP.items():
+        if name == "tv_norm":
+            parser.add_argument(flag(name), choices=TV_NORMS, help=text)
+        else:
+            weight = name in WEIGHTS
+            parser.add_argument(flag(name), type=finite_float if weight else int, metavar="W" if weight else "N", help=text)
+
+
+def setting_overrides(args: argparse.Namespace, families: list[str], option: str) -> dict[str, dict]:
+    """{family: the settings given for it} (those left out take the preset's or the default), checked before any work;
+    a setting of a family not in `families` (named by `option`) is refused."""
+    from unsplit_tf.sweep import SETTING_FIELDS
+
+    given = {family: {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+             for family, names in SETTING_FIELDS.items()}
+    for family, settings in given.items():
+        if settings and family not in families:
+            raise CliError(f"{', '.join(map(flag, settings))}: settings of the {family} attack; add {option} {family}")
+        for name, value in settings.items():
+            least = 1 if name == "simulator_steps" else 0
+            if name != "tv_norm" and value < least:
+                raise CliError(f"{flag(name)} must be {least} or more, got {value:g}")
     return given
 
 
@@ -224,16 +243,14 @@ def run(args: argparse.Namespace) -> int:
     attacks = [parse_attack(text) for text in args.attack or DEFAULT_ATTACKS]
     defenses = [NO_DEFENSE] + [parse_defense(text) for text in args.defense or []]
     budget = Budget.parse(args.budget) if args.budget else None
-    steps = unsplit_overrides(args)
     families = list(dict.fromkeys(args.family))
+    settings = setting_overrides(args, families, "--family")
     auxiliary = [family for family in families if family != "unsplit"]
     if args.aux is not None and not auxiliary:
         raise CliError("--aux is for --family sdar / inverse_network; unsplit uses no auxiliary data")
     if any(n < 2 for n in args.aux or []):
         raise CliError(f"--aux must be at least 2 images, got {' '.join(map(str, args.aux))}")
     streams = [attack for attack in attacks if attack[1] == "stream"]
-    if steps and "unsplit" not in families:
-        raise CliError(f"{', '.join(UNSPLIT_FLAGS)} are UnSplit's settings: add --family unsplit")
     if args.observations and not (streams and "unsplit" in families):
         raise CliError("--observations is for stream attacks: add --attack PRESET:stream (e.g. stream:stream, "
                        "the stream preset as `invert --observations` runs it)")
@@ -259,13 +276,13 @@ def run(args: argparse.Namespace) -> int:
         if "unsplit" in families:
             plain = [attack for attack in attacks if attack not in streams or not args.observations]
             cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
-                                     epochs=args.epochs, targets=args.targets, **steps, **model)
+                                     epochs=args.epochs, targets=args.targets, **settings["unsplit"], **model)
             cells += [cell for n in args.observations or [] for cell in
                       inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
-                                      epochs=args.epochs, targets=args.targets, observations=n, **steps, **model)]
+                                      epochs=args.epochs, targets=args.targets, observations=n, **settings["unsplit"], **model)]
         cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
                   for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
-                                              targets=args.targets, attack=family, aux=aux)]
+                                              targets=args.targets, attack=family, aux=aux, **settings.get(family, {}))]
         if args.label_samples and not args.model:
             cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
                                 batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]

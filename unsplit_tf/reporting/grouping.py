@@ -15,7 +15,7 @@ DATASET_TITLES = {"f_mnist": "Fashion-MNIST", "mnist": "MNIST", "cifar": "CIFAR-
 FAMILY_TITLES = {"unsplit": "UnSplit", "sdar": "SDAR", "inverse_network": "the inverse network"}
 MODE_ORDER = ("sequential", "batched")  # the authors' mode first: in tables, and in the depth grid when a preset has both
 NOT_APPLICABLE = "-"
-VARYING = ("model", "budget", "restarts", "tv", "simulator_steps", "epochs", "seed", "targets", "aux", "observations")
+VARYING = ("model", "budget", "restarts", "simulator_steps", "changes", "epochs", "seed", "targets", "aux", "observations")
 """The parameters besides the attack that a label names when they differ between the lines it is told apart from."""
 THREAT = ("aux", "observations")
 """The threat model's sizes: named wherever one setting stands alone (a defense group's title)."""
@@ -45,7 +45,7 @@ class InversionSetting:
     observations: int  # training examples a stream-mode attack read (0: only the targets')
     restarts: int  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
     simulator_steps: int  # SDAR's simulator updates per observed batch (its default changed once, as the restarts)
-    tv: str = ""  # UnSplit's TV term where it is not its preset's ("l1 TV 0.675"); "" where it is, or no TV term
+    changes: str = ""  # settings unlike the preset's or the family's defaults, in words ("l1 TV 0.675"); "" if none
 
     @property
     def attack_label(self) -> str:
@@ -66,7 +66,7 @@ class InversionSetting:
                   "aux": f"aux {self.aux}" if self.aux else None,
                   "observations": f"{self.observations} observed" if self.observations else None,
                   "restarts": f"{self.restarts} restart" + "s" * (self.restarts != 1) if self._restarts_changed else None,
-                  "tv": self.tv or None,
+                  "changes": self.changes or None,
                   "simulator_steps": (f"{self.simulator_steps} simulator step" + "s" * (self.simulator_steps != 1)
                                       if self.family == "sdar" and self.simulator_steps != SDARConfig().simulator_steps else None)}
         return [text for name in varying if (text := extras[name]) is not None]
@@ -96,11 +96,15 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         mode, budget, training.epochs if training else 0, training.seed if training else getattr(config, "seed", 0),
         len(run.headline.targets.indices), training.samples if training else run.data.train_images,
         run.threat_model.auxiliary_images, run.threat_model.observed_examples, getattr(config, "restarts", 1),
-        getattr(config, "simulator_steps", 1), _tv_change(config, run.attack.preset))
+        getattr(config, "simulator_steps", 1), _changes(config, run.attack.preset))
 
 
-def _tv_change(config, preset_name: str | None) -> str:
-    """An UnSplit run's TV term in words where its norm or weight is not its preset's; "" otherwise."""
+def _changes(config, preset_name: str | None) -> str:
+    """In words: UnSplit's TV term where it is not its preset's, SDAR's decoder SSIM weight where it is not the default
+    (its simulator steps have their own field); "" otherwise."""
+    if isinstance(config, SDARConfig):
+        weight = config.lambda_ssim
+        return "" if weight == SDARConfig().lambda_ssim else f"SSIM weight {weight:g}"
     if not isinstance(config, InversionConfig) or preset_name not in PRESETS:
         return ""
     chosen = PRESETS[preset_name]
