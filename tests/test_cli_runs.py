@@ -198,7 +198,7 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     weights = [record["attack"]["tv_weight"] for record in records]  # the TV term's weight each attack used
     assert weights[0] == tuned["lambda_tv"] and 0 < weights[1] != stream["lambda_tv"]  # stream's, scaled by the observations
     code, _, err = run_verb("sweep", [*argv, "--family", "sdar", "--polish-iters", "5"], capsys)
-    assert code == 2 and "--family unsplit" in err
+    assert code == 2 and "--polish-iters: settings of the unsplit attack; add unsplit to --family" in err
 
 
 def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common, capsys):

@@ -42,9 +42,9 @@ def test_defend_sets_each_familys_settings_on_its_cells_and_refuses_those_of_an_
     configs = {cell.attack: cell.attack_config() for cell in cells if cell.kind == "inversion"}
     assert (configs["unsplit"].tv_norm, configs["sdar"].simulator_steps, configs["sdar"].lambda_ssim) == ("l1", 5, 0.0)
     code, _, err = run_verb("defend", ["--attack", "sdar", "--tv-norm", "l1", "--quick"], capsys)
-    assert code == 2 and "--tv-norm: settings of the unsplit attack; add --attack unsplit" in err
+    assert code == 2 and "--tv-norm: settings of the unsplit attack; add unsplit to --attack" in err
     code, _, err = run_verb("defend", ["--attack", "unsplit", "--simulator-steps", "0", "--quick"], capsys)
-    assert code == 2 and "add --attack sdar" in err
+    assert code == 2 and "add sdar to --attack" in err
 
 
 def test_the_grid_verbs_have_a_flag_for_every_setting_a_cell_may_set():

@@ -124,7 +124,7 @@ def setting_overrides(args: argparse.Namespace, families: list[str], option: str
              for family, names in SETTING_FIELDS.items()}
     for family, settings in given.items():
         if settings and family not in families:
-            raise CliError(f"{', '.join(map(flag, settings))}: settings of the {family} attack; add {option} {family}")
+            raise CliError(f"{', '.join(map(flag, settings))}: settings of the {family} attack; add {family} to {option}")
         for name, value in settings.items():
             least = 1 if name == "simulator_steps" else 0
             if name != "tv_norm" and value < least:
