@@ -59,10 +59,12 @@ def test_one_and_three_restart_runs_of_a_preset_are_two_series_that_say_so():
     assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched, 1 restart", "tuned/batched"]
 
 
-def test_runs_of_a_preset_with_another_tv_term_are_their_own_series_that_say_it():
-    runs = [inversion_run(cell(depth, **tv)) for depth in (1, 2) for tv in ({}, {"tv_norm": "l1", "lambda_tv": 0.675})]
+def test_runs_of_a_preset_with_other_settings_are_their_own_series_that_say_them():
+    changes = ({}, {"tv_norm": "l1", "lambda_tv": 0.675}, {"polish_iters": 0, "refit_iters": 50})
+    runs = [inversion_run(cell(depth, **settings)) for depth in (1, 2) for settings in changes]
     series = inversion_series(runs)["f_mnist"]
-    assert [line.label(varying_fields(series)) for line in series] == ["tuned/batched", "tuned/batched, l1 TV 0.675"]
+    assert sorted(line.label(varying_fields(series)) for line in series) == [
+        "tuned/batched", "tuned/batched, l1 TV 0.675", "tuned/batched, polish 0, refit 50"]
     assert all(line.depths == [1, 2] for line in series)
     same = inversion_series([inversion_run(cell(1, lambda_tv=0.1))])["f_mnist"]  # the preset's own weight: no change
     assert same[0].setting.changes == ""

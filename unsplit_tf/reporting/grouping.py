@@ -45,7 +45,7 @@ class InversionSetting:
     observations: int  # training examples a stream-mode attack read (0: only the targets')
     restarts: int  # UnSplit's restarts (a preset's count changed once: runs of both counts must not form one line)
     simulator_steps: int  # SDAR's simulator updates per observed batch (its default changed once, as the restarts)
-    changes: str = ""  # settings unlike the preset's or the family's defaults, in words ("l1 TV 0.675"); "" if none
+    changes: str = ""  # settings unlike the preset's or the family's defaults, in words ("polish 0, l1 TV 0.675")
 
     @property
     def attack_label(self) -> str:
@@ -99,18 +99,25 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         getattr(config, "simulator_steps", 1), _changes(config, run.attack.preset))
 
 
+CHANGE_WORDS = {"polish_iters": "polish {}", "refit_iters": "refit {}", "refine_cycles": "{} refine cycles",
+                "lambda_ssim": "SSIM weight {:g}"}
+"""How a label words a setting the grid verbs may set (`sweep.SETTING_FIELDS`; the TV term is worded whole, SDAR's
+simulator steps have their own field)."""
+
+
 def _changes(config, preset_name: str | None) -> str:
-    """In words: UnSplit's TV term where it is not its preset's, SDAR's decoder SSIM weight where it is not the default
-    (its simulator steps have their own field); "" otherwise."""
+    """A run's settings that differ from its preset's (UnSplit) or the family's defaults (SDAR), in words; "" if none."""
     if isinstance(config, SDARConfig):
-        weight = config.lambda_ssim
-        return "" if weight == SDARConfig().lambda_ssim else f"SSIM weight {weight:g}"
-    if not isinstance(config, InversionConfig) or preset_name not in PRESETS:
+        reference = SDARConfig()
+    elif isinstance(config, InversionConfig) and preset_name in PRESETS:
+        reference = PRESETS[preset_name]
+    else:
         return ""
-    chosen = PRESETS[preset_name]
-    if (config.tv_norm, config.lambda_tv) == (chosen.tv_norm, chosen.lambda_tv):
-        return ""
-    return f"{config.tv_norm} TV {config.lambda_tv:g}"
+    words = [text.format(getattr(config, name)) for name, text in CHANGE_WORDS.items()
+             if hasattr(reference, name) and getattr(config, name) != getattr(reference, name)]
+    if isinstance(config, InversionConfig) and (config.tv_norm, config.lambda_tv) != (reference.tv_norm, reference.lambda_tv):
+        words.append(f"{config.tv_norm} TV {config.lambda_tv:g}")
+    return ", ".join(words)
 
 
 @dataclass(frozen=True)
