@@ -137,6 +137,14 @@ def test_each_defended_group_is_one_attack_family(defended):
     assert [{run.attack.family for run in group.runs} for group in groups] == [{"unsplit"}, {"sdar"}]
 
 
+def test_defense_groups_at_one_depth_say_what_tells_them_apart(defended):
+    stepped = [inversion_run(cell(2, "sdar", 6000, **defense, simulator_steps=1)) for defense in ({}, {"defense": NOPEEK})]
+    groups, _ = defense_groups(defended + stepped)
+    assert [group.title for group in groups] == ["Fashion-MNIST, depth 2, tuned/batched",
+                                                 "Fashion-MNIST, depth 2, sdar, 1 simulator step, aux 6000",
+                                                 "Fashion-MNIST, depth 2, sdar, aux 6000"]
+
+
 def test_the_defense_verdicts_say_against_which_family_each_defense_holds(defended, tmp_path):
     groups, _ = defense_groups(defended)
     assert defense_verdicts(groups) == [

@@ -163,8 +163,13 @@ def inversion_series(runs: Sequence[InversionRun | LabelRun]) -> dict[str, list[
 def varying_fields(series: Sequence[Series | AuxSeries | DefenseGroup]) -> list[str]:
     """The parameters besides the attack whose value differs between the series' (or groups') inversion settings (a
     budget only where one applies)."""
+    return _varying([one.setting for one in series])
+
+
+def _varying(settings: Sequence[InversionSetting]) -> list[str]:
+    """The names of `VARYING` whose value differs between `settings` (a budget only where one applies)."""
     def values(name: str) -> set:
-        return {getattr(s.setting, name) for s in series} - ({NOT_APPLICABLE} if name == "budget" else set())
+        return {getattr(setting, name) for setting in settings} - ({NOT_APPLICABLE} if name == "budget" else set())
 
     return [name for name in VARYING if len(values(name)) > 1]
 
@@ -280,8 +285,15 @@ def defense_groups(runs: Sequence[InversionRun | LabelRun]) -> tuple[list[Defens
                 if any(member.victim.defense != NO_DEFENSE for member in members)]
 
     by_attack = sorted(defended(inversion), key=lambda item: (_setting_rank(item[0][0]), item[0][1]))
-    return ([DefenseGroup(f"{title_of(setting.dataset)}, depth {depth}, {setting.label(THREAT)}", setting, members)
-             for (setting, depth), members in by_attack],
+
+    def named(setting: InversionSetting, depth: int) -> list[str]:
+        """The threat model's sizes, and whatever tells this group from the others at its dataset and depth."""
+        kin = [other for (other, at), _ in by_attack if (other.dataset, at) == (setting.dataset, depth)]
+        told = _varying(kin)
+        return [name for name in VARYING if name in THREAT or name in told]
+
+    return ([DefenseGroup(f"{title_of(setting.dataset)}, depth {depth}, {setting.label(named(setting, depth))}", setting,
+                          members) for (setting, depth), members in by_attack],
             [DefenseGroup(f"{title_of(key.dataset)}, depth {key.depth}, batch {key.batch_size}", key, members)
              for key, members in sorted(defended(labels))])
 
