@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from unsplit_tf.attacks.inversion import InversionConfig, calibrate_batch_norm, invert, preset
 from unsplit_tf.attacks.inversion.unsplit import _apply_prior, _fold_input_affine

@@ -610,5 +610,5 @@ __all__ = [
     "DATA_OBLIVIOUS", "NO_DEFENSE", "RUN_TYPES", "SCHEMA_VERSION", "AttackInfo", "Baselines", "CloneScores",
     "DataInfo", "DefenseSetting", "Environment", "Evaluation", "ImageScores", "InversionRun", "LabelMethodScores",
     "LabelRun", "ModelSource", "Record", "RecordError", "RestartChoice", "RunRecord", "Targets", "ThreatModel", "Timings",
-    "Training", "Victim", "fingerprint", "now", "run_from_dict", "to_jsonable",
+    "Training", "Victim", "now", "run_from_dict", "to_jsonable",
 ]

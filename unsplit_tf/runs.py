@@ -30,7 +30,6 @@ from unsplit_tf.attacks.inversion import (
     InversionResult,
     PRIOR_ASSUMPTIONS,
     RoundReport,
-    SDARAttack,
     SDARConfig,
     invert,
     query_free_attack,
