@@ -83,6 +83,14 @@ def test_a_sweep_runs_an_auxiliary_family_as_its_own_cell(tmp_path, capsys):
     assert run.victim.training.samples == 44
 
 
+def test_sdar_samples_ten_observed_images_when_an_epoch_has_fewer_than_ten_batches(data, tmp_path):
+    training = TrainConfig(epochs=1, batch_size=30)  # 200 client images: 7 batches, two sampled from each until ten
+    outcome = run_inversion(data, SDARConfig(batch_size=16), victim=VictimSpec(depth=1, training=training), aux=100,
+                            cache_dir=tmp_path)
+    observed = outcome.run.evaluations[1]
+    assert observed.name == OBSERVED_SAMPLE and observed.reconstruction.n == 10 and len(set(observed.targets.indices)) == 10
+
+
 def test_ctrl_c_during_sdar_training_scores_the_attack_as_it_stood(data, tmp_path):
     def stop_after_the_first_epoch(epoch, loss):
         raise KeyboardInterrupt

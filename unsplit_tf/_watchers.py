@@ -50,8 +50,8 @@ class SDARWatcher:
 
     def on_step(self, record: WireRecord) -> None:
         self.attack.on_step(record)
-        if record.step in self._steps:
-            wanted = min(self._per_step, OBSERVED_SAMPLE_SIZE - len(self.rows), len(record.indices))
+        wanted = min(self._per_step, OBSERVED_SAMPLE_SIZE - len(self.rows), len(record.indices))
+        if record.step in self._steps and wanted > 0:  # the sample may fill before the last sampled step
             picked = self._rng.choice(len(record.indices), wanted, replace=False)
             self.rows += [int(i) for i in np.asarray(record.indices)[picked]]
             self.decoded.append(self.attack.reconstruct(tf.gather(record.activations, picked)))
