@@ -1,6 +1,6 @@
 """Execute the notebooks for real and save them with their outputs, as they are committed.
 
-    nice -n 5 python notebooks/run_notebooks.py                      # both notebooks
+    nice -n 5 python notebooks/run_notebooks.py                      # every notebook
     nice -n 5 python notebooks/run_notebooks.py label_inference      # one of them
 
 Each notebook runs top to bottom with the defaults of its parameters cell, in
@@ -28,8 +28,10 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
+from unsplit_tf.reporting.document import portable
+
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("model_inversion_stealing", "label_inference", "keras_callbacks")
+NOTEBOOKS = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks")
 README_PICTURE = (Path("../runs/notebook_inversion/grid_comparison.png"), HERE / "img" / "inversion_grid.png")
 MAX_BYTES = 1_500_000
 CELL_TIMEOUT = 1800
@@ -73,7 +75,8 @@ def terminal_text(text: str) -> str:
 
 
 def clean_outputs(notebook: nbformat.NotebookNode) -> None:
-    """Merge consecutive stream outputs, collapse progress-bar redraws, drop TensorFlow's start-up lines."""
+    """Merge consecutive stream outputs, collapse progress-bar redraws, drop TensorFlow's start-up lines, shorten
+    absolute paths to DIR/<last part>."""
     for cell in notebook.cells:
         if cell.cell_type != "code":
             continue
@@ -86,7 +89,7 @@ def clean_outputs(notebook: nbformat.NotebookNode) -> None:
         kept = []
         for output in merged:
             if output.output_type == "stream":
-                text = terminal_text(output.text)
+                text = portable(terminal_text(output.text))  # no folders of this machine in committed outputs
                 if output.name == "stderr":
                     text = "\n".join(line for line in text.split("\n") if not TF_LOG_LINE.match(line))
                 text = text.strip("\n")

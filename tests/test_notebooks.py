@@ -25,9 +25,10 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 
 from unsplit_tf.records import run_from_dict
+from unsplit_tf.reporting.document import portable
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("model_inversion_stealing", "label_inference", "keras_callbacks")
+NAMES = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks")
 EMBEDDED_SUBSET = str(resources.files("unsplit_tf") / "resources" / "fashion_mnist_subset.npz")
 CELL_TIMEOUT = 300  # seconds; each notebook takes about 15 s here on a busy 2-core CPU
 MAX_BYTES = 1_500_000
@@ -145,6 +146,27 @@ def test_keras_callbacks_runs(tmp_path, kernel_specs):
     assert images(notebook) == 3
 
 
+def test_auxiliary_data_attacks_runs(tmp_path, kernel_specs):
+    out = tmp_path / "out"
+    overrides = {"DATA_DIR": EMBEDDED_SUBSET, "DOWNLOAD": False, "TRAIN_LIMIT": 512, "TEST_LIMIT": 200, "AUX": 64,
+                 "EPOCHS": 1, "MAIN_ITERS": 2, "INPUT_ITERS": 5, "MODEL_ITERS": 5, "TARGETS": 3, "OUTPUT_DIR": str(out)}
+    notebook = execute("auxiliary_data_attacks", overrides, tmp_path, kernel_specs)
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    sdar, unsplit = (run_from_dict(metrics[name]) for name in ("SDAR", "UnSplit"))
+    assert sdar.attack.family == "sdar" and sdar.threat_model.auxiliary_images == 64
+    assert unsplit.attack.family == "unsplit" and unsplit.threat_model.auxiliary_images == 0
+    assert sdar.victim.depth == unsplit.victim.depth == 6
+    assert sdar.victim.test_accuracy == unsplit.victim.test_accuracy and sdar.victim.model == unsplit.victim.model  # one victim
+    assert sdar.victim.training.samples == 512 - 64  # the client trained on what the server's aux images left
+    assert [e.name for e in sdar.evaluations] == ["class_targets", "observed_sample"]
+    assert all(math.isfinite(run.headline.reconstruction.mean_mse) and run.headline.reconstruction.n == 3 for run in (sdar, unsplit))
+    simulator = keras.models.load_model(out / "simulator.keras", safe_mode=True)
+    assert simulator(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 120)  # the client's output at depth 6
+    assert np.load(out / "reconstructions.npz")["sdar"].shape == (3, 28, 28, 1)
+    assert images(notebook) == 2
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_committed_notebook_has_outputs_of_a_real_run(name):
     """What a reader sees on the repository's web page: every cell run in order, pictures, no errors, full data."""
@@ -161,3 +183,4 @@ def test_committed_notebook_has_outputs_of_a_real_run(name):
     assert images(notebook) >= 2
     text = "".join(output.get("text", "") for output in outputs)
     assert "embedded subset" not in text and "fashion_mnist_subset" not in text, "outputs of a run on the small embedded subset"
+    assert portable(text) == text, "an absolute path of the machine it ran on; notebooks/run_notebooks.py shortens them"

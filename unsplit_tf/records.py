@@ -376,6 +376,10 @@ class ImageScores(Record):
         return cls(*(floats(name) for name in ("mse", "psnr", "ssim", "affine_aligned_mse", "affine_aligned_ssim")))
 
     @property
+    def mean_affine_aligned_mse(self) -> float | None:
+        return float(np.mean(self.affine_aligned_mse)) if self.affine_aligned_mse else None
+
+    @property
     def mean_affine_aligned_ssim(self) -> float | None:
         return float(np.mean(self.affine_aligned_ssim)) if self.affine_aligned_ssim else None
 
