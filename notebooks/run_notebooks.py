@@ -31,7 +31,7 @@ from nbclient import NotebookClient
 from unsplit_tf.reporting.document import portable
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks")
+NOTEBOOKS = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks", "stream_mode")
 README_PICTURE = (Path("../runs/notebook_inversion/grid_comparison.png"), HERE / "img" / "inversion_grid.png")
 MAX_BYTES = 1_500_000
 CELL_TIMEOUT = 1800

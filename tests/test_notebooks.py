@@ -28,7 +28,7 @@ from unsplit_tf.records import run_from_dict
 from unsplit_tf.reporting.document import portable
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks")
+NAMES = ("model_inversion_stealing", "label_inference", "keras_callbacks", "auxiliary_data_attacks", "stream_mode")
 EMBEDDED_SUBSET = str(resources.files("unsplit_tf") / "resources" / "fashion_mnist_subset.npz")
 CELL_TIMEOUT = 300  # seconds; each notebook takes about 15 s here on a busy 2-core CPU
 MAX_BYTES = 1_500_000
@@ -164,6 +164,23 @@ def test_auxiliary_data_attacks_runs(tmp_path, kernel_specs):
     simulator = keras.models.load_model(out / "simulator.keras", safe_mode=True)
     assert simulator(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 120)  # the client's output at depth 6
     assert np.load(out / "reconstructions.npz")["sdar"].shape == (3, 28, 28, 1)
+    assert images(notebook) == 2
+
+
+def test_stream_mode_runs(tmp_path, kernel_specs):
+    out = tmp_path / "out"
+    overrides = {"DATA_DIR": EMBEDDED_SUBSET, "DOWNLOAD": False, "TRAIN_LIMIT": 512, "TEST_LIMIT": 200, "OBSERVATIONS": 40,
+                 "EPOCHS": 1, "PRESET": "stream_fast", "MAIN_ITERS": 2, "TARGETS": 3, "SHOWN": 4, "OUTPUT_DIR": str(out)}
+    notebook = execute("stream_mode", overrides, tmp_path, kernel_specs)
+
+    run = run_from_dict(json.loads((out / "metrics.json").read_text()))
+    assert run.attack.preset == "stream_fast" and run.threat_model.observed_examples == 40
+    assert run.threat_model.image_prior  # the prior it assumed is stated
+    assert run.headline.reconstruction.n == 3 and [e.name for e in run.evaluations] == ["class_targets", "observed_sample"]
+    saved = np.load(out / "reconstructions.npz")
+    assert saved["stream_recovered"].shape == (40, 28, 28, 1) and len(set(saved["stream_rows"])) == 40
+    clone = keras.models.load_model(out / "clone.keras", safe_mode=True)
+    assert clone(np.zeros((1, 28, 28, 1), np.float32)).shape == (1, 8, 8, 16)  # the client's output at depth 3
     assert images(notebook) == 2
 
 
