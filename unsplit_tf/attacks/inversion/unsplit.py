@@ -907,7 +907,7 @@ class _StreamEngine:
             self.x_all = tf.Variable(tf.fill((n, *engine.x_hat.shape[1:]), engine.config.init_value), name="x_all")
         self.losses = tf.Variable(tf.zeros((2, n)), trainable=False)
         self.rng = np.random.default_rng(restart_seed(seed, 1 << 20))
-        self.epoch = tf.function(self._epoch, jit_compile=False)
+        self.epoch = tf.function(self._epoch, jit_compile=False, autograph=False)  # its loop is an explicit while_loop
 
     @property
     def images(self) -> tf.Variable:
@@ -923,7 +923,8 @@ class _StreamEngine:
 
     def _epoch(self, observed: tf.Tensor, order: tf.Tensor) -> None:
         engine = self.engine
-        for step in tf.range(self.steps):
+
+        def visit(step: tf.Tensor) -> tuple[tf.Tensor]:
             rows = order[step][:, None]
             engine.x_hat.assign(tf.gather_nd(self.x_all, rows))
             engine.input_optimizer.reset()
@@ -931,6 +932,9 @@ class _StreamEngine:
             _scatter(self.x_all, rows, engine.x_hat)
             _scatter(self.losses, tf.concat([tf.pad(rows, [[0, 0], [1, 0]]), tf.pad(rows, [[0, 0], [1, 0]], constant_values=1)], 0),
                                           tf.concat([objective, matching], 0))
+            return (step + 1,)
+
+        tf.while_loop(lambda step: step < self.steps, visit, (tf.constant(0),))
 
 
 BORDER = 2  # pixels of each image's frame that the background priors look at

@@ -200,7 +200,8 @@ class LabelInferenceAttack:
         self._prepare()
         # Traced once, here, and called as concrete functions: online, one call per training step,
         # tf.function's dispatch would cost several times the arithmetic.
-        self._run = tf.function(self._run_body, jit_compile=config.jit_compile).get_concrete_function(
+        # Without autograph: every loop is an explicit tf.while_loop (autograph's conversion failed now and then).
+        self._run = tf.function(self._run_body, jit_compile=config.jit_compile, autograph=False).get_concrete_function(
             self._steps_of(self.feature_dim), self._steps_of(self._evidence_width), tf.TensorSpec((None, None), tf.int64)
         )
         self._history = History()
@@ -325,13 +326,14 @@ class LabelInferenceAttack:
     def _sequential(body, activations: tf.Tensor, evidence: tf.Tensor, known: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """`body(a_t, evidence_t, known_t) -> (labels_t, distances_t)` for t = 1..T in order, stacked."""
         count = tf.shape(activations)[0]
-        step_labels = tf.TensorArray(tf.int64, size=count)
-        step_distances = tf.TensorArray(tf.float32, size=count)
-        for t in tf.range(count):
+
+        def step(t: tf.Tensor, labels: tf.TensorArray, distances: tf.TensorArray) -> tuple:
             labels_t, distances_t = body(activations[t], evidence[t], known[t])
-            step_labels = step_labels.write(t, labels_t)
-            step_distances = step_distances.write(t, distances_t)
-        return step_labels.stack(), step_distances.stack()
+            return t + 1, labels.write(t, labels_t), distances.write(t, distances_t)
+
+        start = (tf.constant(0), tf.TensorArray(tf.int64, size=count), tf.TensorArray(tf.float32, size=count))
+        _, labels, distances = tf.while_loop(lambda t, *_: t < count, step, start)
+        return labels.stack(), distances.stack()
 
     def _logits(self, a: tf.Tensor, kernel: tf.Tensor | None = None) -> tf.Tensor:
         logits = tf.matmul(a, self._kernel if kernel is None else kernel)

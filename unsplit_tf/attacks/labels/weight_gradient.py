@@ -99,8 +99,12 @@ class WeightGradientAttack(LabelInferenceAttack):
         if self.config.softmax == "best":  # matching ignores the clone: all steps at once, then train it
             distances = self._clone_free_distances(evidence)
             labels = tf.where(known >= 0, known, tf.argmin(distances, axis=-1, output_type=tf.int64))
-            for t in tf.range(tf.shape(activations)[0]):
+
+            def train(t: tf.Tensor) -> tuple[tf.Tensor]:
                 self._train_clone(activations[t], labels[t])
+                return (t + 1,)
+
+            tf.while_loop(lambda t: t < tf.shape(activations)[0], train, (tf.constant(0),))
         else:
             labels, distances = self._sequential(self._clone_softmax_step, activations, evidence, known)
         # example i's predicted vs recovered share of the kernel gradient, as an MSE over its D x C entries
