@@ -117,13 +117,16 @@ def test_sdar_flags_reach_its_config_and_are_refused_for_the_other_attacks(capsy
 
     sdar = ["--attack", "sdar"]
     assert attack_config(parse("invert", sdar)) == SDARConfig(seed=0)
-    given = attack_config(parse("invert", [*sdar, "--simulator-steps", "20", "--lambda-ssim", "0", "--seed", "1"]))
-    assert given == SDARConfig(seed=1, simulator_steps=20, lambda_ssim=0.0)
+    given = attack_config(parse("invert", [*sdar, "--simulator-steps", "20", "--simulator-lr", "3e-3", "--lambda-ssim", "0",
+                                           "--seed", "1"]))
+    assert given == SDARConfig(seed=1, simulator_steps=20, simulator_lr=3e-3, lambda_ssim=0.0)
     for attack in ("unsplit", "inverse_network"):
         code, _, err = run_verb("invert", ["--attack", attack, "--lambda-ssim", "0"], capsys)
         assert code == 2 and "--lambda-ssim sets the SSIM term of SDAR's decoder loss" in err and "--attack sdar" in err
     code, _, err = run_verb("invert", [*sdar, "--lambda-ssim", "-1"], capsys)
     assert code == 2 and "lambda_ssim" in err
+    code, _, err = run_verb("invert", [*sdar, "--simulator-lr", "0"], capsys)
+    assert code == 2 and "simulator_lr must be" in err
 
 
 def test_labels_defaults_to_the_data_that_ships():

@@ -71,15 +71,16 @@ def test_a_sweep_runs_an_auxiliary_family_as_its_own_cell(tmp_path, capsys):
               "--results", str(tmp_path / "results"), "--cache-dir", str(tmp_path / "cache")]
     code, _, err = run_verb("sweep", [*common, "--aux", "20"], capsys)
     assert code == 2 and "--aux" in err and "unsplit" in err
-    code, out, err = run_verb("sweep", [*common, "--family", "sdar", "--aux", "20", "--simulator-steps", "2", "--lambda-ssim", "0"],
+    code, out, err = run_verb("sweep", [*common, "--family", "sdar", "--aux", "20", "--simulator-steps", "2", "--simulator-lr", "2e-3",
+                                           "--lambda-ssim", "0"],
                               capsys)
     assert code == 0, err
-    assert "sdar aux 20, simulator steps 2, lambda ssim 0.0" in out
+    assert "sdar aux 20, simulator steps 2, simulator lr 0.002, lambda ssim 0.0" in out
     (stored,) = (tmp_path / "results" / "cells").glob("*.json")
     run = run_from_dict(json.loads(stored.read_text()))
-    assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "-aux20-ss2-ls0-" in run.key
+    assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "-aux20-ss2-sl0.002-ls0-" in run.key
     config = run.attack.config_as(SDARConfig)
-    assert (config.simulator_steps, config.lambda_ssim) == (2, 0.0)  # the flags, not the defaults
+    assert (config.simulator_steps, config.simulator_lr, config.lambda_ssim) == (2, 2e-3, 0.0)  # the flags, not the defaults
     assert run.victim.training.samples == 44
 
 

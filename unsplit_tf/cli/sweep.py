@@ -92,11 +92,14 @@ SETTING_HELP = {
                  "the stream presets; default the preset's)",
     "simulator_steps": "SDAR's simulator updates per observed batch (default 3; with --lambda-ssim 0, 20 brought full "
                        "MNIST's depth 6 under MSE 0.03, docs/ALGORITHMS.md)",
+    "simulator_lr": "Adam's learning rate for SDAR's simulator (default 1e-3, SDAR's; see docs/ALGORITHMS.md before raising it)",
     "lambda_ssim": "the weight of 1 - SSIM in SDAR's decoder loss (default 0.5; 0: the MSE alone, as SDAR)",
 }
 """The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
 WEIGHTS = ("lambda_tv", "lambda_ssim")
-"""The settings that are weights (finite numbers >= 0); the others but tv_norm are counts."""
+"""The settings that are weights (finite numbers >= 0)."""
+RATES = ("simulator_lr",)
+"""The settings that are learning rates (finite numbers > 0); the others but tv_norm are counts."""
 
 
 def flag(name: str) -> str:
@@ -106,13 +109,14 @@ def flag(name: str) -> str:
 
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
     """A flag for each attack setting a cell may set (`SETTING_HELP`): UnSplit's steps after its rounds and TV term,
-    SDAR's simulator steps and decoder SSIM weight."""
+    SDAR's simulator steps and learning rate and its decoder's SSIM weight."""
     for name, text in SETTING_HELP.items():
         if name == "tv_norm":
             parser.add_argument(flag(name), choices=TV_NORMS, help=text)
         else:
-            weight = name in WEIGHTS
-            parser.add_argument(flag(name), type=finite_float if weight else int, metavar="W" if weight else "N", help=text)
+            real = name in WEIGHTS + RATES
+            metavar = "W" if name in WEIGHTS else "LR" if name in RATES else "N"
+            parser.add_argument(flag(name), type=finite_float if real else int, metavar=metavar, help=text)
 
 
 def setting_overrides(args: argparse.Namespace, families: list[str], option: str) -> dict[str, dict]:
@@ -126,6 +130,8 @@ def setting_overrides(args: argparse.Namespace, families: list[str], option: str
         if settings and family not in families:
             raise CliError(f"{', '.join(map(flag, settings))}: settings of the {family} attack; add {family} to {option}")
         for name, value in settings.items():
+            if name in RATES and not value > 0:
+                raise CliError(f"{flag(name)} must be more than 0, got {value:g}")
             least = 1 if name == "simulator_steps" else 0
             if name != "tv_norm" and value < least:
                 raise CliError(f"{flag(name)} must be {least} or more, got {value:g}")
