@@ -23,6 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from unsplit_tf._loops import repeat
 from unsplit_tf._validation import at_least, finite, non_negative, positive
 from unsplit_tf.attacks.inversion._conv_gradients import fast_input_gradients
 from unsplit_tf.optim import ResettableAdam
@@ -732,16 +733,15 @@ class _CloneFitter:
                 loss = tf.reduce_sum(tf.square(view(x, training=False) - z)) / tf.cast(tf.size(z) * replicas, tf.float32)
             return tape.gradient(loss, optimizer.variables)
 
-        def step(i: tf.Tensor) -> tuple[tf.Tensor]:
+        def step(i: tf.Tensor) -> None:
             chosen = tf.argsort(tf.random.stateless_uniform([rows], seed=tf.stack([seed, i])))[:size]
             x, z = tf.gather(inputs, chosen), tf.gather(observed, chosen)
             if replicas == 1:
                 optimizer.apply(gradients(x, z))
             else:
                 optimizer.apply(list(strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(gradients, (x, z)), axis=None)))
-            return (i + 1,)
 
-        tf.while_loop(lambda i: i < iterations, step, (tf.constant(0),))
+        repeat(iterations, step)
 
 
 class _FreshFit:
@@ -874,19 +874,17 @@ class _RoundEngine:
         """
         config = self.config
 
-        def input_step(i: tf.Tensor) -> tuple[tf.Tensor]:
+        def input_step(_: tf.Tensor) -> None:
             self.input_optimizer.apply([self._input_gradient(observed)])
             if config.box is not None:
                 self.x_hat.assign(tf.clip_by_value(self.x_hat, *config.box))
-            return (i + 1,)
 
-        def model_step(i: tf.Tensor) -> tuple[tf.Tensor]:
+        def model_step(_: tf.Tensor) -> None:
             self.model_optimizer.apply(self._model_gradients(observed))
-            return (i + 1,)
 
-        tf.while_loop(lambda i: i < config.input_iters, input_step, (tf.constant(0),))
+        repeat(config.input_iters, input_step)
         if self.model_optimizer is not None:
-            tf.while_loop(lambda i: i < config.model_iters, model_step, (tf.constant(0),))
+            repeat(config.model_iters, model_step)
         return self._objective(self.x_hat, observed)
 
 
@@ -907,7 +905,7 @@ class _StreamEngine:
             self.x_all = tf.Variable(tf.fill((n, *engine.x_hat.shape[1:]), engine.config.init_value), name="x_all")
         self.losses = tf.Variable(tf.zeros((2, n)), trainable=False)
         self.rng = np.random.default_rng(restart_seed(seed, 1 << 20))
-        self.epoch = tf.function(self._epoch, jit_compile=False, autograph=False)  # its loop is an explicit while_loop
+        self.epoch = tf.function(self._epoch, jit_compile=False, autograph=False)  # its loop is `repeat`, a while_loop
 
     @property
     def images(self) -> tf.Variable:
@@ -924,7 +922,7 @@ class _StreamEngine:
     def _epoch(self, observed: tf.Tensor, order: tf.Tensor) -> None:
         engine = self.engine
 
-        def visit(step: tf.Tensor) -> tuple[tf.Tensor]:
+        def visit(step: tf.Tensor) -> None:
             rows = order[step][:, None]
             engine.x_hat.assign(tf.gather_nd(self.x_all, rows))
             engine.input_optimizer.reset()
@@ -932,9 +930,8 @@ class _StreamEngine:
             _scatter(self.x_all, rows, engine.x_hat)
             _scatter(self.losses, tf.concat([tf.pad(rows, [[0, 0], [1, 0]]), tf.pad(rows, [[0, 0], [1, 0]], constant_values=1)], 0),
                                           tf.concat([objective, matching], 0))
-            return (step + 1,)
 
-        tf.while_loop(lambda step: step < self.steps, visit, (tf.constant(0),))
+        repeat(self.steps, visit)
 
 
 BORDER = 2  # pixels of each image's frame that the background priors look at

@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 
 import tensorflow as tf
 
+from unsplit_tf._loops import repeat
 from unsplit_tf._validation import finite
 from unsplit_tf.attacks.labels.core import LabelInferenceAttack, LabelInferenceConfig, check_choice
 from unsplit_tf.attacks.labels.gradients import project_to_simplex, recover_logit_gradients
@@ -100,11 +101,7 @@ class WeightGradientAttack(LabelInferenceAttack):
             distances = self._clone_free_distances(evidence)
             labels = tf.where(known >= 0, known, tf.argmin(distances, axis=-1, output_type=tf.int64))
 
-            def train(t: tf.Tensor) -> tuple[tf.Tensor]:
-                self._train_clone(activations[t], labels[t])
-                return (t + 1,)
-
-            tf.while_loop(lambda t: t < tf.shape(activations)[0], train, (tf.constant(0),))
+            repeat(tf.shape(activations)[0], lambda t: self._train_clone(activations[t], labels[t]))
         else:
             labels, distances = self._sequential(self._clone_softmax_step, activations, evidence, known)
         # example i's predicted vs recovered share of the kernel gradient, as an MSE over its D x C entries
