@@ -7,8 +7,11 @@ happens *before* any training, so it stays fast; tests/test_cli_runs.py runs the
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import runpy
+import socket
 import sys
 from pathlib import Path
 
@@ -118,8 +121,8 @@ def test_sdar_flags_reach_its_config_and_are_refused_for_the_other_attacks(capsy
     sdar = ["--attack", "sdar"]
     assert attack_config(parse("invert", sdar)) == SDARConfig(seed=0)
     given = attack_config(parse("invert", [*sdar, "--simulator-steps", "20", "--simulator-lr", "3e-3", "--lambda-ssim", "0",
-                                           "--seed", "1"]))
-    assert given == SDARConfig(seed=1, simulator_steps=20, simulator_lr=3e-3, lambda_ssim=0.0)
+                                           "--feature-memory", "512", "--mmd-class-width", "0.5", "--seed", "1"]))
+    assert given == SDARConfig(seed=1, simulator_steps=20, simulator_lr=3e-3, lambda_ssim=0.0, feature_memory=512, mmd_class_width=0.5)
     for attack in ("unsplit", "inverse_network"):
         code, _, err = run_verb("invert", ["--attack", attack, "--lambda-ssim", "0"], capsys)
         assert code == 2 and "--lambda-ssim sets the SSIM term of SDAR's decoder loss" in err and "--attack sdar" in err
@@ -127,6 +130,10 @@ def test_sdar_flags_reach_its_config_and_are_refused_for_the_other_attacks(capsy
     assert code == 2 and "lambda_ssim" in err
     code, _, err = run_verb("invert", [*sdar, "--simulator-lr", "0"], capsys)
     assert code == 2 and "simulator_lr must be" in err
+    code, _, err = run_verb("invert", [*sdar, "--feature-memory", "-1"], capsys)
+    assert code == 2 and "feature_memory must be" in err
+    code, _, err = run_verb("invert", ["--mmd-class-width", "0.5"], capsys)
+    assert code == 2 and "--mmd-class-width sets the class kernel of SDAR's MMD" in err
 
 
 def test_labels_defaults_to_the_data_that_ships():
@@ -183,15 +190,34 @@ def test_an_unwritable_folder_is_refused():
         writable_folder(Path("/proc/unsplit_tf_test"), "--out")
 
 
+def folder_of(path, default, overwrite=False):
+    with run_folder(path, default, marker="metrics.json", overwrite=overwrite) as out:
+        return out
+
+
 def test_a_finished_run_is_never_overwritten_silently(tmp_path):
     default = tmp_path / "runs" / "invert"
     default.mkdir(parents=True)
     (default / "metrics.json").write_text("{}")
-    assert run_folder(None, default, marker="metrics.json", overwrite=False) == tmp_path / "runs" / "invert-2"
+    assert folder_of(None, default) == tmp_path / "runs" / "invert-2"
     with pytest.raises(CliError, match="already holds a finished run.*--overwrite"):
-        run_folder(default, default, marker="metrics.json", overwrite=False)
-    assert run_folder(default, default, marker="metrics.json", overwrite=True) == default
-    assert run_folder(tmp_path / "new", default, marker="metrics.json", overwrite=False) == tmp_path / "new"
+        folder_of(default, default)
+    assert folder_of(default, default, overwrite=True) == default
+    assert folder_of(tmp_path / "new", default) == tmp_path / "new"
+    assert not (tmp_path / "new").exists()  # a run that wrote nothing leaves no empty folder behind
+
+
+def test_two_runs_at_once_never_share_a_folder(tmp_path):
+    default = tmp_path / "runs" / "invert"
+    with run_folder(None, default, marker="metrics.json", overwrite=False) as first:
+        (first / "grid.png").write_bytes(b"")
+        assert folder_of(None, default) == tmp_path / "runs" / "invert-2"  # the default moves on while a run holds it
+        with pytest.raises(CliError, match=re.escape(f"--out {first} is being written by another run (pid {os.getpid()} on ")):
+            folder_of(first, default, overwrite=True)
+    assert not (first / ".claimed").exists() and (first / "grid.png").exists()  # released, the run's files kept
+    dead = json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()})  # above Linux's largest pid: no such process
+    (first / ".claimed").write_text(dead)
+    assert folder_of(first, default, overwrite=True) == first  # a claim left by a dead process is taken over
 
 
 # ---------------------------------------------------------------- a user's model, checked before the attack

@@ -38,10 +38,12 @@ def test_defend_attacks_with_unsplit_by_default(planned, capsys):
 
 def test_defend_sets_each_familys_settings_on_its_cells_and_refuses_those_of_an_absent_family(planned, capsys):
     cells = planned(["--attack", "unsplit", "sdar", "--defense", "nopeek", "--nopeek-weights", "3", "--tv-norm", "l1",
-                     "--simulator-steps", "5", "--simulator-lr", "3e-3", "--lambda-ssim", "0"], capsys)
+                     "--simulator-steps", "5", "--simulator-lr", "3e-3", "--lambda-ssim", "0", "--feature-memory", "256",
+                     "--mmd-class-width", "0.5"], capsys)
     configs = {cell.attack: cell.attack_config() for cell in cells if cell.kind == "inversion"}
     sdar = configs["sdar"]
     assert (configs["unsplit"].tv_norm, sdar.simulator_steps, sdar.simulator_lr, sdar.lambda_ssim) == ("l1", 5, 3e-3, 0.0)
+    assert (sdar.feature_memory, sdar.mmd_class_width) == (256, 0.5)
     code, _, err = run_verb("defend", ["--attack", "sdar", "--tv-norm", "l1", "--quick"], capsys)
     assert code == 2 and "--tv-norm: settings of the unsplit attack; add unsplit to --attack" in err
     code, _, err = run_verb("defend", ["--attack", "unsplit", "--simulator-steps", "0", "--quick"], capsys)

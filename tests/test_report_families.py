@@ -72,10 +72,12 @@ def test_runs_of_a_preset_with_other_settings_are_their_own_series_that_say_them
 
 def test_sdar_runs_with_other_settings_are_their_own_series_that_say_them():
     runs = [inversion_run(cell(depth, "sdar", 600, **settings)) for depth in (1, 2)
-            for settings in ({}, {"simulator_steps": 20, "lambda_ssim": 0.0}, {"simulator_lr": 3e-3})]
+            for settings in ({}, {"simulator_steps": 20, "lambda_ssim": 0.0}, {"simulator_lr": 3e-3},
+                             {"feature_memory": 512, "mmd_class_width": 0.5})]
     series = inversion_series(runs)["f_mnist"]
     assert sorted(line.label(varying_fields(series)) for line in series) == [
-        "sdar", "sdar, 20 simulator steps, SSIM weight 0", "sdar, simulator learning rate 0.003"]
+        "sdar", "sdar, 20 simulator steps, SSIM weight 0", "sdar, feature memory 512, class-wise MMD 0.5",
+        "sdar, simulator learning rate 0.003"]
 
 
 def test_an_old_record_without_observed_examples_loads_and_groups_as_none_observed(tmp_path):

@@ -5,7 +5,7 @@ import tensorflow as tf
 from keras import layers
 
 from unsplit_tf.attacks.inversion import SDARAttack, SDARConfig
-from unsplit_tf.attacks.inversion._networks import decoder
+from unsplit_tf.attacks.inversion._networks import decoder, mmd
 from unsplit_tf.protocol import SplitTrainer, TrainConfig
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.split import split_model
@@ -105,6 +105,34 @@ def test_more_simulator_steps_per_observed_batch_bring_its_features_closer_soone
     assert gaps[3] < 0.7 * gaps[1]  # measured: 0.0096 against 0.0175
 
 
+def test_the_class_wise_mmd_tells_batches_whose_features_match_but_not_by_class():
+    rng = np.random.default_rng(0)
+    features = tf.constant(np.concatenate([rng.normal(0, 1, (20, 8)), rng.normal(3, 1, (20, 8))]), tf.float32)
+    classes = tf.one_hot([0] * 20 + [1] * 20, 2)
+    swapped = tf.one_hot([1] * 20 + [0] * 20, 2)
+    assert float(mmd(features, features)) == pytest.approx(0.0, abs=1e-6)  # one set, so class-blind sees no gap
+    assert float(mmd(features, features, (classes, classes), 0.5)) == pytest.approx(0.0, abs=1e-6)
+    assert float(mmd(features, features, (classes, swapped), 0.5)) > 0.3  # each class's features sit where the other's are
+    assert float(mmd(features, features, (classes, swapped), 0.0)) == pytest.approx(0.0, abs=1e-6)  # width 0: class-blind
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_a_feature_memory_keeps_the_last_observed_rows_and_the_class_wise_simulator_still_learns(labelled):
+    config = FAST.replace(feature_memory=40, mmd_class_width=0.5, lambda_simulator=0.02 if labelled else 1.0)
+    split, attack = train_with_attack(config, labelled=labelled, epochs=2)
+    batches = [blob_data(16, seed=20 + i)[0] for i in range(3)]
+    for batch in batches:
+        attack.observe(split.client(batch).numpy())
+    expected = np.concatenate([split.client(batch).numpy() for batch in batches[::-1]])[:40]
+    np.testing.assert_allclose(attack._memory.numpy(), expected, atol=1e-6)  # newest first, the oldest rows dropped
+    inputs, _ = blob_data(64, seed=4)
+    fresh = SDARAttack(split.client, split.server, *blob_data(256, seed=2), config).simulator
+    observed = split.client(inputs).numpy()
+    before = np.mean(np.square(fresh(inputs).numpy() - observed))
+    after = np.mean(np.square(attack.simulator(inputs, training=False).numpy() - observed))
+    assert after < 0.7 * before
+
+
 def test_the_attack_never_reads_the_clients_weights():
     """Clients of one architecture but different weights give the same attack on the same observations."""
     keras.utils.set_random_seed(0)
@@ -145,6 +173,8 @@ def test_label_free_and_generic_simulator_variants_train():
         ({"simulator": "resnet"}, "simulator must be one of client, generic"),
         ({"decoder_blocks": 0}, "decoder_blocks must be at least 1"),
         ({"simulator_steps": 0}, "simulator_steps must be at least 1"),
+        ({"feature_memory": -1}, "feature_memory must be at least 0"),
+        ({"mmd_class_width": -0.5}, "mmd_class_width must be 0 or more"),
     ],
 )
 def test_bad_configs_are_refused(changes, message):

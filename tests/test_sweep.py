@@ -328,6 +328,8 @@ def test_an_sdar_cells_settings_are_the_defaults_unless_set_and_its_key_says_whe
     assert sdar.key.endswith("-aux600-ss3-tag") and tuned.key.endswith("-aux600-ss20-ls0-tag")
     faster = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_lr=3e-3)
     assert faster.attack_config().simulator_lr == 3e-3 and faster.key.endswith("-aux600-ss3-sl0.003-tag")
+    aligned = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, feature_memory=512, mmd_class_width=0.5)
+    assert aligned.key.endswith("-aux600-ss3-fm512-mc0.5-tag")
     assert "sdar aux 600, simulator steps 20, lambda ssim 0.0" in tuned.describe()
     assert InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=3, lambda_ssim=0.5).key == sdar.key
     with pytest.raises(ValueError, match="cell: simulator_steps"):

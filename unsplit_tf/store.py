@@ -19,19 +19,16 @@ import io
 import json
 import os
 import re
-import socket
-import time
 from pathlib import Path
 
 import numpy as np
 
+from unsplit_tf import _claims as claims
 from unsplit_tf.records import SCHEMA_VERSION, InversionRun, LabelRun, RecordError, run_from_dict
 
 Run = InversionRun | LabelRun
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
-UNREADABLE_CLAIM_SECONDS = 60.0
-"""A claim file that cannot be read (its writer died between creating and filling it) is stale after this long."""
 
 
 class CorruptCellError(ValueError):
@@ -128,63 +125,20 @@ class ResultStore:
 
     def claim(self, key: str) -> bool:
         """Claim cell `key` for this process: True if it is now ours (new, or taken over from a dead claimer)."""
-        path = self.claim_path(key)
         self.cells_dir.mkdir(parents=True, exist_ok=True)
-        mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}).encode()
-        for _ in range(2):
-            try:
-                descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self.claim_holder(key) is not None:
-                    return False
-                path.unlink(missing_ok=True)  # stale: its claimer is gone
-                continue
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(mine)
-            return True
-        return False
+        return claims.claim(self.claim_path(key))
 
     def claim_holder(self, key: str) -> str | None:
         """Who holds a live claim on `key` ("pid N on HOST"), or None when nobody does (no claim, or a stale one)."""
-        path = self.claim_path(key)
-        try:
-            holder = json.loads(path.read_text())
-            pid, host = int(holder["pid"]), str(holder["host"])
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            try:
-                age = time.time() - path.stat().st_mtime
-            except FileNotFoundError:
-                return None
-            return None if age > UNREADABLE_CLAIM_SECONDS else "a process that is writing its claim"
-        if host == socket.gethostname() and not _alive(pid):
-            return None
-        return f"pid {pid} on {host}"
+        return claims.holder(self.claim_path(key))
 
     def release(self, key: str) -> None:
         """Drop this process's claim on `key` (a claim of another process is left alone)."""
-        path = self.claim_path(key)
-        try:
-            holder = json.loads(path.read_text())
-        except (FileNotFoundError, ValueError, UnicodeDecodeError):
-            return
-        if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
-            path.unlink(missing_ok=True)
+        claims.release(self.claim_path(key))
 
 
 def _with_arrays(run: InversionRun, arrays: dict[str, np.ndarray]) -> InversionRun:
     return dataclasses.replace(run, arrays=arrays)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:

@@ -87,9 +87,11 @@ DEFAULT_BUDGET = Budget(*defaults.SWEEP_BUDGET)
 
 STEP_FIELDS = ("polish_iters", "refit_iters", "refine_cycles")
 """UnSplit's steps after the rounds that a cell (and `sweep`/`defend --polish-iters ...`) may set; None: the preset's."""
-SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"), "sdar": ("simulator_steps", "simulator_lr", "lambda_ssim")}
+SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"),
+                  "sdar": ("simulator_steps", "simulator_lr", "lambda_ssim", "feature_memory", "mmd_class_width")}
 """The fields of each family's config that a cell (and `sweep`/`defend --tv-norm ...`) may set: UnSplit's steps and
-TV term, SDAR's simulator steps, simulator learning rate and decoder SSIM weight; None: the preset's, or the family's default."""
+TV term; SDAR's simulator steps, simulator learning rate, decoder SSIM weight, feature memory and class-wise MMD;
+None: the preset's, or the family's default."""
 
 
 def default_budget(preset_name: str, mode: str) -> Budget:
@@ -150,6 +152,8 @@ class InversionCell:
     simulator_steps: int | None = None  # SDAR's simulator updates per observed batch (None: its default)
     simulator_lr: float | None = None  # SDAR's simulator learning rate (None: its default)
     lambda_ssim: float | None = None  # the weight of SDAR's decoder SSIM term (None: its default)
+    feature_memory: int | None = None  # the observed rows SDAR aligns its simulator to (None: its default)
+    mmd_class_width: float | None = None  # the class kernel of SDAR's MMD (None: its default)
     model: str = REFERENCE  # or the path of a user's saved model
     model_sha256: str = ""
 
@@ -227,6 +231,8 @@ class InversionCell:
             parts += [f"ss{sdar.simulator_steps}"] if sdar.simulator_steps != 1 else []  # its default changed once
             parts += [f"sl{sdar.simulator_lr:g}"] if sdar.simulator_lr != SDARConfig().simulator_lr else []
             parts += [f"ls{sdar.lambda_ssim:g}"] if sdar.lambda_ssim != SDARConfig().lambda_ssim else []
+            parts += [f"fm{sdar.feature_memory}"] if sdar.feature_memory != SDARConfig().feature_memory else []
+            parts += [f"mc{sdar.mmd_class_width:g}"] if sdar.mmd_class_width != SDARConfig().mmd_class_width else []
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:

@@ -36,6 +36,8 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
 from pathlib import Path
 
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
@@ -80,9 +82,35 @@ CONFIG_FLAGS = {
     "final_refit_lr": finite_float,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
-# Flags that set one field of SDAR's config, and what that field is, for the refusal under another attack.
-SDAR_FLAGS = {"simulator_steps": "SDAR's simulator updates per observed batch", "simulator_lr": "the learning rate of SDAR's simulator",
-              "lambda_ssim": "the SSIM term of SDAR's decoder loss"}
+
+
+class SDARFlag(NamedTuple):
+    """A flag that sets one field of SDAR's config: its type and metavar, what the field is (for the refusal under
+    another attack) and its help."""
+
+    type: Callable[[str], Any]
+    metavar: str
+    what: str
+    help: str
+
+
+SDAR_FLAGS = {
+    "simulator_steps": SDARFlag(int, "N", "SDAR's simulator updates per observed batch",
+                                "simulator updates per observed batch, each on fresh aux images (default 3; SDAR's 1; more "
+                                "help where the client's data is small: docs/ALGORITHMS.md)"),
+    "simulator_lr": SDARFlag(finite_float, "LR", "the learning rate of SDAR's simulator",
+                             "Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought full MNIST's depth 6 "
+                             "closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)"),
+    "lambda_ssim": SDARFlag(finite_float, "W", "the SSIM term of SDAR's decoder loss",
+                            "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as SDAR: "
+                            "a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)"),
+    "feature_memory": SDARFlag(int, "N", "the observed rows SDAR's simulator is aligned to",
+                               "align the simulator to the last N observed rows, not the current batch alone (default 0; 512 "
+                               "with --mmd-class-width 0.5 brought full MNIST's depth 6 to a mean MSE of 0.029: docs/ALGORITHMS.md)"),
+    "mmd_class_width": SDARFlag(finite_float, "W", "the class kernel of SDAR's MMD",
+                                "match the simulator's features to the observed ones class by class, a kernel exp(-|p - q|^2 / W) "
+                                "on the classes in the MMD (default 0: class-blind; 0.5 measured)"),
+}
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
@@ -96,15 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "inverse_network (query-free, after training)")
     parser.add_argument("--aux", type=int, metavar="N",
                         help=f"with --attack sdar/inverse_network: labelled training images held out for the server (default {defaults.AUX})")
-    parser.add_argument("--simulator-steps", type=int, metavar="N",
-                        help="with --attack sdar: simulator updates per observed batch, each on fresh aux images (default 3; "
-                             "SDAR's 1; more help where the client's data is small: docs/ALGORITHMS.md)")
-    parser.add_argument("--simulator-lr", type=finite_float, metavar="LR",
-                        help="with --attack sdar: Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought "
-                             "full MNIST's depth 6 closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)")
-    parser.add_argument("--lambda-ssim", type=finite_float, metavar="W",
-                        help="with --attack sdar: weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: "
-                             "the MSE alone, as SDAR: a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)")
+    for name, flag in SDAR_FLAGS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=flag.type, metavar=flag.metavar, help=f"with --attack sdar: {flag.help}")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
                              f"--observations; {defaults.FAST_STREAM_PRESET}: a faster one; paper: the authors' exactly)")
@@ -203,6 +224,12 @@ def attack_config(args: argparse.Namespace):
     return config
 
 
+def sdar_alignment(config) -> str:
+    """The non-default parts of how SDAR aligns its simulator, for the attack line ("" with the defaults)."""
+    memory = f", aligned to the last {config.feature_memory} observed rows" if config.feature_memory else ""
+    return memory + (f", class-wise MMD (width {config.mmd_class_width:g})" if config.mmd_class_width else "")
+
+
 def unsplit_flags(args: argparse.Namespace) -> list[str]:
     """The UnSplit-only flags the user gave."""
     given = [name for name in CONFIG_FLAGS if getattr(args, name) is not None]
@@ -214,9 +241,9 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
 
 
 def check_flags(args: argparse.Namespace) -> None:
-    for name, what in SDAR_FLAGS.items():
+    for name, flag in SDAR_FLAGS.items():
         if getattr(args, name) is not None and args.attack != "sdar":
-            raise CliError(f"--{name.replace('_', '-')} sets {what}; --attack {args.attack} has no such setting (use --attack sdar)")
+            raise CliError(f"--{name.replace('_', '-')} sets {flag.what}; --attack {args.attack} has no such setting (use --attack sdar)")
     if args.attack == "unsplit" and args.aux is not None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":
@@ -266,86 +293,85 @@ def run(args: argparse.Namespace) -> int:
     check_flags(args)
     config = attack_config(args)
     training = train_config(args, epochs=defaults.EPOCHS)
-    out = run_folder(args.out, default_out(args), marker=MARKER, overwrite=args.overwrite)
-    board = writable_folder(args.tensorboard, "--tensorboard") if args.tensorboard else None
-    cache = None if args.model else cache_folder(args)
-    data = load_data(args)
-    if args.targets > len(data.x_test):
-        raise CliError(f"--targets {args.targets} is more than the {len(data.x_test)} test images of {data.name}")
-    try:
-        check_aux(data, args.attack, args.aux or 0)
-    except ValueError as error:
-        raise CliError(f"--aux: {error}") from None
-    if (args.observations or 0) > len(data.x_train):
-        raise CliError(f"--observations {args.observations} is more than the {len(data.x_train)} training images of "
-                       f"{data.name}; the server observes each at most once per epoch")
-    depth = defaults.DEPTH if args.depth is None else args.depth
-    if args.model:
-        model = load_user_model(args.model, data)
-        victim = split_model(model, layer=args.layer) if args.layer else split_model(model, depth=depth)
-        source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
-    elif args.architecture != "reference":
-        victim, source = VictimSpec(depth=None, layer=args.layer, training=training, architecture=args.architecture), None
-    else:
-        victim, source = VictimSpec(depth=depth, training=training), None
-    observations = args.observations or 0
-    if args.attack == "unsplit":
-        seen = f" + the last {observations} training examples observed" if observations else ""
-        restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
-        print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
-              f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
-    else:
-        sdar = (f"; {config.simulator_steps} simulator steps per observed batch at learning rate {config.simulator_lr:g}, "
-                f"decoder loss MSE + {config.lambda_ssim:g} x "
-                "(1 - SSIM)") if args.attack == "sdar" else ""
-        print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets{sdar}")
+    with run_folder(args.out, default_out(args), marker=MARKER, overwrite=args.overwrite) as out:
+        board = writable_folder(args.tensorboard, "--tensorboard") if args.tensorboard else None
+        cache = None if args.model else cache_folder(args)
+        data = load_data(args)
+        if args.targets > len(data.x_test):
+            raise CliError(f"--targets {args.targets} is more than the {len(data.x_test)} test images of {data.name}")
+        try:
+            check_aux(data, args.attack, args.aux or 0)
+        except ValueError as error:
+            raise CliError(f"--aux: {error}") from None
+        if (args.observations or 0) > len(data.x_train):
+            raise CliError(f"--observations {args.observations} is more than the {len(data.x_train)} training images of "
+                           f"{data.name}; the server observes each at most once per epoch")
+        depth = defaults.DEPTH if args.depth is None else args.depth
+        if args.model:
+            model = load_user_model(args.model, data)
+            victim = split_model(model, layer=args.layer) if args.layer else split_model(model, depth=depth)
+            source = ModelSource("file", args.model.name, hashlib.sha256(args.model.read_bytes()).hexdigest())
+        elif args.architecture != "reference":
+            victim, source = VictimSpec(depth=None, layer=args.layer, training=training, architecture=args.architecture), None
+        else:
+            victim, source = VictimSpec(depth=depth, training=training), None
+        observations = args.observations or 0
+        if args.attack == "unsplit":
+            seen = f" + the last {observations} training examples observed" if observations else ""
+            restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
+            print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
+                  f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
+        else:
+            sdar = (f"; {config.simulator_steps} simulator steps per observed batch at learning rate {config.simulator_lr:g}"
+                    f"{sdar_alignment(config)}, decoder loss MSE + {config.lambda_ssim:g} x (1 - SSIM)") if args.attack == "sdar" else ""
+            print(f"attack: {args.attack}, {args.aux} auxiliary images held out of the client's training data, {args.targets} targets{sdar}")
 
-    training_bar = Progress(training.epochs, "epoch", label="training")
-    attacked = args.targets + observations
-    attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "round", label="attack")
-    scalars, rounds = Scalars(board), [0]
+        training_bar = Progress(training.epochs, "epoch", label="training")
+        attacked = args.targets + observations
+        attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "round", label="attack")
+        scalars, rounds = Scalars(board), [0]
 
-    def on_round(report: RoundReport) -> None:
-        rounds[0] += len(report.targets)
-        attack_bar.extend(attacked * report.rounds_in_all)  # more once the screen finds no two restarts agreeing
-        matching = float(report.matching_loss.mean())
-        attack_bar.update(rounds[0], matching=matching)
-        scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
+        def on_round(report: RoundReport) -> None:
+            rounds[0] += len(report.targets)
+            attack_bar.extend(attacked * report.rounds_in_all)  # more once the screen finds no two restarts agreeing
+            matching = float(report.matching_loss.mean())
+            attack_bar.update(rounds[0], matching=matching)
+            scalars.log(rounds[0], **{"inversion/matching_loss": matching, "inversion/input_objective": float(report.input_loss.mean())})
 
-    try:
-        outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, observations=observations,
-                                targets=args.targets, model_source=source,
-                                preset=chosen_preset(args) if args.attack == "unsplit" else None,
-                                cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
-                                on_round=on_round)
-    finally:
-        training_bar.close()
-        attack_bar.close()
-        scalars.close()
-    write_outputs(out, outcome, data)
-    record = outcome.run
-    print(record.summary())
-    print_restarts(record.attack.restarts, config)
-    if args.attack == "unsplit" and config.tv_scale == "observations":
-        print(f"  TV weight {record.attack.tv_weight:.3g} ({config.tv_norm} differences): {config.lambda_tv:g} x the "
-              "observations' mean square")
-    for extra in record.evaluations[1:]:
-        scores = extra.reconstruction
-        print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
-              f"SSIM {scores.mean_ssim:.3f} (dataset-mean image: MSE {extra.baselines.dataset_mean.mean_mse:.4f})")
-    pictures = "grid.png, observed_grid.png" if "observed_indices" in record.arrays else "grid.png"
-    print(f"wrote {out}{os.sep}: {pictures}, losses.png, metrics.json, reconstructions.npz, clone.keras")
-    if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
-        raise Interrupted(f"training stopped after {record.victim.training.steps_done} steps; the attack, as it stood "
-                          f"then, is scored above and in {out / MARKER}")
-    if record.interrupted and len(getattr(outcome.result, "restart_losses", ())) > 1:
-        raise Interrupted(f"stopped in restart {len(outcome.result.restart_losses)}; the restarts finished before are "
-                          f"compared and the one kept is scored above and in {out / MARKER}")
-    if record.interrupted:
-        attacked = record.headline.reconstruction.n
-        raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
-                          f"the scores above and {out / MARKER} cover those only")
-    return 0
+        try:
+            outcome = run_inversion(data, config, victim=victim, aux=args.aux or 0, observations=observations,
+                                    targets=args.targets, model_source=source,
+                                    preset=chosen_preset(args) if args.attack == "unsplit" else None,
+                                    cache_dir=cache, on_epoch=lambda epoch, loss: training_bar.update(epoch + 1, loss=loss),
+                                    on_round=on_round)
+        finally:
+            training_bar.close()
+            attack_bar.close()
+            scalars.close()
+        write_outputs(out, outcome, data)
+        record = outcome.run
+        print(record.summary())
+        print_restarts(record.attack.restarts, config)
+        if args.attack == "unsplit" and config.tv_scale == "observations":
+            print(f"  TV weight {record.attack.tv_weight:.3g} ({config.tv_norm} differences): {config.lambda_tv:g} x the "
+                  "observations' mean square")
+        for extra in record.evaluations[1:]:
+            scores = extra.reconstruction
+            print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
+                  f"SSIM {scores.mean_ssim:.3f} (dataset-mean image: MSE {extra.baselines.dataset_mean.mean_mse:.4f})")
+        pictures = "grid.png, observed_grid.png" if "observed_indices" in record.arrays else "grid.png"
+        print(f"wrote {out}{os.sep}: {pictures}, losses.png, metrics.json, reconstructions.npz, clone.keras")
+        if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
+            raise Interrupted(f"training stopped after {record.victim.training.steps_done} steps; the attack, as it stood "
+                              f"then, is scored above and in {out / MARKER}")
+        if record.interrupted and len(getattr(outcome.result, "restart_losses", ())) > 1:
+            raise Interrupted(f"stopped in restart {len(outcome.result.restart_losses)}; the restarts finished before are "
+                              f"compared and the one kept is scored above and in {out / MARKER}")
+        if record.interrupted:
+            attacked = record.headline.reconstruction.n
+            raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
+                              f"the scores above and {out / MARKER} cover those only")
+        return 0
 
 
 def print_restarts(choice, config) -> None:

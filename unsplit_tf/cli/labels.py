@@ -68,35 +68,35 @@ def run(args: argparse.Namespace) -> int:
 
     check_flags(args)
     default = Path("runs") / f"labels_{canonical_name(args.dataset)}_b{args.batch_size}"
-    out = run_folder(args.out, default, marker=MARKER, overwrite=args.overwrite)
-    board = writable_folder(args.tensorboard, "--tensorboard") if args.tensorboard else None
-    data = load_data(args)
-    if args.samples > len(data.x_train):
-        raise CliError(f"--samples {args.samples} is more than the {len(data.x_train)} training images of {data.name}")
-    methods = args.observation if args.observation in LABEL_METHOD_SETS else methods_observing(args.observation)
-    steps = -(-args.samples // args.batch_size)
-    bar, scalars = Progress(steps, "step", label="training + attack"), Scalars(board)
+    with run_folder(args.out, default, marker=MARKER, overwrite=args.overwrite) as out:
+        board = writable_folder(args.tensorboard, "--tensorboard") if args.tensorboard else None
+        data = load_data(args)
+        if args.samples > len(data.x_train):
+            raise CliError(f"--samples {args.samples} is more than the {len(data.x_train)} training images of {data.name}")
+        methods = args.observation if args.observation in LABEL_METHOD_SETS else methods_observing(args.observation)
+        steps = -(-args.samples // args.batch_size)
+        bar, scalars = Progress(steps, "step", label="training + attack"), Scalars(board)
 
-    def on_step(progress) -> None:
-        shown = {name: value for name, value in progress.accuracy.items() if value is not None}
-        bar.update(progress.step, loss=progress.loss)
-        scalars.log(progress.step, loss=progress.loss, **{f"label_accuracy/{name}": value for name, value in shown.items()})
+        def on_step(progress) -> None:
+            shown = {name: value for name, value in progress.accuracy.items() if value is not None}
+            bar.update(progress.step, loss=progress.loss)
+            scalars.log(progress.step, loss=progress.loss, **{f"label_accuracy/{name}": value for name, value in shown.items()})
 
-    try:
-        outcome = run_label_inference(data, depth=args.depth, samples=args.samples, batch_size=args.batch_size, seed=args.seed,
-                                      methods=methods, known_per_class=args.known_per_class, on_step=on_step)
-    finally:
-        bar.close()
-        scalars.close()
-    write_outputs(out, outcome, data, args)
-    record = outcome.run
-    print(record.summary())
-    for method in record.methods:
-        print(f"  {method.summary()}")
-    print(f"wrote {out / MARKER} and {out / 'label_accuracy.png'}")
-    if record.interrupted:
-        raise Interrupted(f"{len(outcome.curve_steps)} of {steps} steps finished; the scores above and {out / MARKER} cover those only")
-    return 0
+        try:
+            outcome = run_label_inference(data, depth=args.depth, samples=args.samples, batch_size=args.batch_size, seed=args.seed,
+                                          methods=methods, known_per_class=args.known_per_class, on_step=on_step)
+        finally:
+            bar.close()
+            scalars.close()
+        write_outputs(out, outcome, data, args)
+        record = outcome.run
+        print(record.summary())
+        for method in record.methods:
+            print(f"  {method.summary()}")
+        print(f"wrote {out / MARKER} and {out / 'label_accuracy.png'}")
+        if record.interrupted:
+            raise Interrupted(f"{len(outcome.curve_steps)} of {steps} steps finished; the scores above and {out / MARKER} cover those only")
+        return 0
 
 
 def methods_observing(observation: str) -> tuple[str, ...]:

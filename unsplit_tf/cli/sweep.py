@@ -94,9 +94,11 @@ SETTING_HELP = {
                        "MNIST's depth 6 under MSE 0.03, docs/ALGORITHMS.md)",
     "simulator_lr": "Adam's learning rate for SDAR's simulator (default 1e-3, SDAR's; see docs/ALGORITHMS.md before raising it)",
     "lambda_ssim": "the weight of 1 - SSIM in SDAR's decoder loss (default 0.5; 0: the MSE alone, as SDAR)",
+    "feature_memory": "the last N observed rows SDAR aligns its simulator to (default 0: the current batch)",
+    "mmd_class_width": "the width of the class kernel in SDAR's MMD (default 0: class-blind)",
 }
 """The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
-WEIGHTS = ("lambda_tv", "lambda_ssim")
+WEIGHTS = ("lambda_tv", "lambda_ssim", "mmd_class_width")
 """The settings that are weights (finite numbers >= 0)."""
 RATES = ("simulator_lr",)
 """The settings that are learning rates (finite numbers > 0); the others but tv_norm are counts."""

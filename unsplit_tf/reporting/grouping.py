@@ -100,7 +100,8 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
 
 
 CHANGE_WORDS = {"polish_iters": "polish {}", "refit_iters": "refit {}", "refine_cycles": "{} refine cycles",
-                "simulator_lr": "simulator learning rate {:g}", "lambda_ssim": "SSIM weight {:g}"}
+                "simulator_lr": "simulator learning rate {:g}", "lambda_ssim": "SSIM weight {:g}",
+                "feature_memory": "feature memory {}", "mmd_class_width": "class-wise MMD {:g}"}
 """How a label words a setting the grid verbs may set (`sweep.SETTING_FIELDS`; the TV term is worded whole, SDAR's
 simulator steps have their own field)."""
 

@@ -152,15 +152,25 @@ def decode(decoder: keras.Model, observed, batch_size: int = 512, conditioner=No
     return np.concatenate(parts)
 
 
-def mmd(first: tf.Tensor, second: tf.Tensor) -> tf.Tensor:
+def _squared_distances(rows: tf.Tensor) -> tf.Tensor:
+    """Pairwise squared Euclidean distances between the rows of a matrix."""
+    squared = tf.reduce_sum(rows**2, axis=1)
+    return tf.maximum(squared[:, None] + squared[None, :] - 2.0 * tf.matmul(rows, rows, transpose_b=True), 0.0)
+
+
+def mmd(first: tf.Tensor, second: tf.Tensor, classes: tuple[tf.Tensor, tf.Tensor] | None = None, class_width: float = 0.0) -> tf.Tensor:
     """Squared maximum mean discrepancy between two batches of features under a sum of Gaussian kernels
-    (bandwidths 1/4, 1 and 4 times the mean squared distance; FORA's multi-kernel alignment of features)."""
+    (bandwidths 1/4, 1 and 4 times the mean squared distance; FORA's multi-kernel alignment of features).
+
+    With `classes` (each batch's class probabilities or one-hot labels) and `class_width` > 0 the kernel is
+    multiplied by exp(-|p - q|^2 / class_width): features are compared mostly within a class, so the MMD
+    matches the two batches class by class rather than only as wholes."""
     a = tf.reshape(first, [tf.shape(first)[0], -1])
     b = tf.reshape(second, [tf.shape(second)[0], -1])
-    both = tf.concat([a, b], axis=0)
-    squared = tf.reduce_sum(both**2, axis=1)
-    distances = tf.maximum(squared[:, None] + squared[None, :] - 2.0 * tf.matmul(both, both, transpose_b=True), 0.0)
+    distances = _squared_distances(tf.concat([a, b], axis=0))
     bandwidth = tf.stop_gradient(tf.reduce_mean(distances)) + 1e-8
     kernel = tf.add_n([tf.exp(-distances / (scale * bandwidth)) for scale in (0.25, 1.0, 4.0)])
+    if classes is not None and class_width > 0:
+        kernel *= tf.exp(-_squared_distances(tf.concat(classes, axis=0)) / class_width)
     n = tf.shape(a)[0]
     return tf.reduce_mean(kernel[:n, :n]) + tf.reduce_mean(kernel[n:, n:]) - 2.0 * tf.reduce_mean(kernel[:n, n:])

@@ -14,8 +14,10 @@ The defaults depart from SDAR where measurement on Fashion-MNIST said so, with o
 (`lambda_mmd`) pulls the simulator's features onto the client's, which the server's layers alone do not
 fix at deep cuts; the decoder trains on noisy simulator features (`feature_noise`: robust to where the
 simulator and the client still differ), with an SSIM term beside the MSE (`lambda_ssim`), and without
-the image discriminator (`lambda_decoder` 0). A cycle term, `lambda_cycle` (simulator(decoder(observed))
-~ observed: UnSplit's matching loss, amortised by the decoder), is an option, off.
+the image discriminator (`lambda_decoder` 0). Three options are off: a cycle term, `lambda_cycle`
+(simulator(decoder(observed)) ~ observed: UnSplit's matching loss, amortised by the decoder); a memory of the
+last `feature_memory` observed rows that the MMD and the feature discriminator compare against, rather than the
+current batch alone; and an MMD that compares features class by class (`mmd_class_width`).
 Both updates are one compiled `tf.function`, built once.
 """
 
@@ -64,7 +66,9 @@ class SDARConfig:
     three simulator updates per observed batch (`simulator_steps`), was chosen on the client's training
     images where the client's data, and so SDAR's steps, are few (MNIST depth 6, CIFAR-10 depth 8): the
     simulator, not the decoder, limits the reconstructions there (docs/ALGORITHMS.md). A faster simulator
-    (`simulator_lr` 3e-3) helped full MNIST's depth 6 and hurt CIFAR-10's depth 8, so it stays SDAR's."""
+    (`simulator_lr` 3e-3) helped full MNIST's depth 6 and hurt CIFAR-10's depth 8, so it stays SDAR's; so
+    do a feature memory and a class-wise MMD, which brought full MNIST's depth 6 to a mean MSE of 0.029 and did not
+    help Fashion-MNIST's (docs/ALGORITHMS.md)."""
 
     batch_size: int = 128  # auxiliary images per step (the authors' training batch; a little better than 64 at depth 6)
     simulator_lr: float = 1e-3  # Adam on the simulator; the feature critic's follows it
@@ -86,12 +90,20 @@ class SDARConfig:
     # simulator updates per observed batch, each on fresh aux images against that batch (SDAR: 1, as every record
     # written before this field)
     simulator_steps: int = dataclasses.field(default=3, metadata={ABSENT: 1})
+    # the MMD and the feature discriminator compare the simulator's features with the last this many observed rows
+    # (the current batch first; more than a batch: a larger sample of the slowly moving client), not only the
+    # current batch (0)
+    feature_memory: int = 0
+    # > 0: the MMD's kernel also compares classes, exp(-|p - q|^2 / width) between the aux labels (one-hot; the
+    # server's predicted probabilities without labels) and the server's predicted probabilities for the observed
+    # features, so they are matched class by class; 0: class-blind, as FORA
+    mmd_class_width: float = 0.0
 
     def __post_init__(self) -> None:
         check.at_least("batch_size", self.batch_size, 1)
         for name in ("simulator_lr", "decoder_lr"):
             check.positive(name, getattr(self, name))
-        for name in ("lambda_simulator", "lambda_decoder", "lambda_cycle", "lambda_mmd", "lambda_ssim", "feature_noise"):
+        for name in ("lambda_simulator", "lambda_decoder", "lambda_cycle", "lambda_mmd", "lambda_ssim", "feature_noise", "mmd_class_width"):
             check.non_negative(name, getattr(self, name))
         for name in ("feature_critic_lr", "image_critic_lr"):
             if getattr(self, name) is not None:
@@ -100,6 +112,7 @@ class SDARConfig:
         check.at_least("decoder_blocks", self.decoder_blocks, 1)
         check.at_least("critic_width", self.critic_width, 1)
         check.at_least("simulator_steps", self.simulator_steps, 1)
+        check.at_least("feature_memory", self.feature_memory, 0)
         if self.simulator not in SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
 
@@ -147,6 +160,7 @@ class SDARAttack:
             "image_critic": adam(config.image_critic_lr or config.decoder_lr * config.lambda_decoder or 1.0),
         }
         self._generator = tf.random.Generator.from_seed(attacker_seed(config.seed))
+        self._memory: tf.Variable | None = None  # the last `feature_memory` observed rows, made on the first batch
         self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec((None, *feature_shape), tf.float32)])
         self._history: list[tf.Tensor] = []
         self._seconds = 0.0
@@ -155,7 +169,11 @@ class SDARAttack:
         """One attack step on one observed smashed batch."""
         check_features(self.decoder, activations, "observed activations")
         start = time.perf_counter()
-        self._history.append(self._step(tf.convert_to_tensor(activations, tf.float32)))
+        observed = tf.convert_to_tensor(activations, tf.float32)
+        if self.config.feature_memory and self._memory is None:  # filled with copies of the first batch until real rows arrive
+            copies = -(-self.config.feature_memory // observed.shape[0])
+            self._memory = tf.Variable(tf.tile(observed, [copies] + [1] * (observed.shape.rank - 1))[: self.config.feature_memory], trainable=False)
+        self._history.append(self._step(observed))
         self._seconds += time.perf_counter() - start
 
     def on_step(self, record: WireRecord) -> None:
@@ -188,6 +206,16 @@ class SDARAttack:
         for every batch anyway, and, unlike the features, they mean the same for the simulator and the client."""
         return tf.stop_gradient(tf.nn.softmax(self.server(features, training=False)))
 
+    def _classes(self, rows: tf.Tensor, features: tf.Tensor, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor] | None:
+        """What the class-wise MMD compares (None when class-blind): the aux batch's labels one-hot (else the
+        server's probabilities for its simulated features) and the server's probabilities for the observed rows."""
+        if not self.config.mmd_class_width:
+            return None
+        probabilities = self._probabilities(observed)
+        if self._aux_y is None:
+            return self._probabilities(features), probabilities
+        return tf.one_hot(tf.gather(self._aux_y, rows), tf.shape(probabilities)[1]), probabilities
+
     def _decode(self, features: tf.Tensor, training: bool) -> tf.Tensor:
         return self.decoder([features, self._probabilities(features)] if self.config.conditional else features, training=training)
 
@@ -210,8 +238,12 @@ class SDARAttack:
 
     def _train_step(self, observed: tf.Tensor) -> tf.Tensor:
         config = self.config
+        reference = observed
+        if self._memory is not None:
+            reference = tf.concat([observed, self._memory], axis=0)[: config.feature_memory]
+            self._memory.assign(reference)
         for _ in range(config.simulator_steps):
-            x, simulator_losses = self._simulator_step(observed)
+            x, simulator_losses = self._simulator_step(reference)
         zero = tf.constant(0.0)
         features = self._noisy(tf.stop_gradient(self.simulator(x, training=True)), self._generator)  # decode the updated simulator, as SDAR
         with tf.GradientTape(persistent=True) as tape:
@@ -233,7 +265,8 @@ class SDARAttack:
 
     def _simulator_step(self, observed: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One update of the simulator (and its feature discriminator) on a fresh aux batch against the observed
-        batch: that aux batch, and the losses (task, fool, critic, MMD, cycle) it was updated on."""
+        rows (the batch, or the feature memory): that aux batch, and the losses (task, fool, critic, MMD, cycle)
+        it was updated on."""
         config = self.config
         rows = sample(self._generator, self._aux_x.shape[0], config.batch_size)
         x = tf.gather(self._aux_x, rows)
@@ -244,7 +277,7 @@ class SDARAttack:
             feature_critic, simulator_fool = (zero, zero)
             if config.lambda_simulator:
                 feature_critic, simulator_fool = real_fake_losses(self.feature_critic, observed, features)
-            alignment = mmd(features, observed) if config.lambda_mmd else zero
+            alignment = mmd(features, observed, self._classes(rows, features, observed), config.mmd_class_width) if config.lambda_mmd else zero
             cycle = zero
             if config.lambda_cycle:
                 cycle = self._cycle(self.simulator(tf.stop_gradient(self._decode(observed, False)), training=True), observed)
