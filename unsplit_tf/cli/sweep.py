@@ -41,6 +41,7 @@ from unsplit_tf.attacks.inversion import MODES, PRESETS, TV_NORMS
 from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.invert import ATTACKS as FAMILIES
+from unsplit_tf.cli.invert import SDAR_FLAGS
 from unsplit_tf.data import DATASET_NAMES, canonical_name
 
 DEFAULT_ATTACKS = ("paper:sequential", f"{defaults.PRESET}:{defaults.MODE}")
@@ -90,12 +91,7 @@ SETTING_HELP = {
                "docs/ALGORITHMS.md)",
     "lambda_tv": "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean square under "
                  "the stream presets; default the preset's)",
-    "simulator_steps": "SDAR's simulator updates per observed batch (default 3; with --lambda-ssim 0, 20 brought full "
-                       "MNIST's depth 6 under MSE 0.03, docs/ALGORITHMS.md)",
-    "simulator_lr": "Adam's learning rate for SDAR's simulator (default 1e-3, SDAR's; see docs/ALGORITHMS.md before raising it)",
-    "lambda_ssim": "the weight of 1 - SSIM in SDAR's decoder loss (default 0.5; 0: the MSE alone, as SDAR)",
-    "feature_memory": "the last N observed rows SDAR aligns its simulator to (default 0: the current batch)",
-    "mmd_class_width": "the width of the class kernel in SDAR's MMD (default 0: class-blind)",
+    **{name: f"for SDAR's cells: {flag.help}" for name, flag in SDAR_FLAGS.items()},  # the words of invert's flags
 }
 """The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
 WEIGHTS = ("lambda_tv", "lambda_ssim", "mmd_class_width")
