@@ -37,8 +37,8 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NamedTuple
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
