@@ -206,15 +206,14 @@ class SDARAttack:
         for every batch anyway, and, unlike the features, they mean the same for the simulator and the client."""
         return tf.stop_gradient(tf.nn.softmax(self.server(features, training=False)))
 
-    def _classes(self, rows: tf.Tensor, features: tf.Tensor, observed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor] | None:
+    def _classes(self, rows: tf.Tensor, features: tf.Tensor, observed_classes: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor] | None:
         """What the class-wise MMD compares (None when class-blind): the aux batch's labels one-hot (else the
         server's probabilities for its simulated features) and the server's probabilities for the observed rows."""
-        if not self.config.mmd_class_width:
+        if observed_classes is None:
             return None
-        probabilities = self._probabilities(observed)
         if self._aux_y is None:
-            return self._probabilities(features), probabilities
-        return tf.one_hot(tf.gather(self._aux_y, rows), tf.shape(probabilities)[1]), probabilities
+            return self._probabilities(features), observed_classes
+        return tf.one_hot(tf.gather(self._aux_y, rows), tf.shape(observed_classes)[1]), observed_classes
 
     def _decode(self, features: tf.Tensor, training: bool) -> tf.Tensor:
         return self.decoder([features, self._probabilities(features)] if self.config.conditional else features, training=training)
@@ -242,8 +241,10 @@ class SDARAttack:
         if self._memory is not None:
             reference = tf.concat([observed, self._memory], axis=0)[: config.feature_memory]
             self._memory.assign(reference)
+        # the server's classes for the observed rows: its weights do not move during the simulator's steps
+        observed_classes = self._probabilities(reference) if config.mmd_class_width and config.lambda_mmd else None
         for _ in range(config.simulator_steps):
-            x, simulator_losses = self._simulator_step(reference)
+            x, simulator_losses = self._simulator_step(reference, observed_classes)
         zero = tf.constant(0.0)
         features = self._noisy(tf.stop_gradient(self.simulator(x, training=True)), self._generator)  # decode the updated simulator, as SDAR
         with tf.GradientTape(persistent=True) as tape:
@@ -263,10 +264,10 @@ class SDARAttack:
         del tape
         return tf.stack([*simulator_losses, mse, decoder_fool, image_critic])
 
-    def _simulator_step(self, observed: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    def _simulator_step(self, observed: tf.Tensor, observed_classes: tf.Tensor | None) -> tuple[tf.Tensor, list[tf.Tensor]]:
         """One update of the simulator (and its feature discriminator) on a fresh aux batch against the observed
-        rows (the batch, or the feature memory): that aux batch, and the losses (task, fool, critic, MMD, cycle)
-        it was updated on."""
+        rows (the batch, or the feature memory) and, for the class-wise MMD, the server's classes for them: that aux
+        batch, and the losses (task, fool, critic, MMD, cycle) it was updated on."""
         config = self.config
         rows = sample(self._generator, self._aux_x.shape[0], config.batch_size)
         x = tf.gather(self._aux_x, rows)
@@ -277,7 +278,7 @@ class SDARAttack:
             feature_critic, simulator_fool = (zero, zero)
             if config.lambda_simulator:
                 feature_critic, simulator_fool = real_fake_losses(self.feature_critic, observed, features)
-            alignment = mmd(features, observed, self._classes(rows, features, observed), config.mmd_class_width) if config.lambda_mmd else zero
+            alignment = mmd(features, observed, self._classes(rows, features, observed_classes), config.mmd_class_width) if config.lambda_mmd else zero
             cycle = zero
             if config.lambda_cycle:
                 cycle = self._cycle(self.simulator(tf.stop_gradient(self._decode(observed, False)), training=True), observed)
