@@ -93,6 +93,10 @@ SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"),
 TV term; SDAR's simulator steps, simulator learning rate, decoder SSIM weight, feature memory and class-wise MMD;
 None: the preset's, or the family's default."""
 
+SDAR_KEY_TAGS = {"simulator_lr": "sl{:g}", "lambda_ssim": "ls{:g}", "feature_memory": "fm{}", "mmd_class_width": "mc{:g}"}
+"""How a cell's key names an SDAR setting other than its default (simulator steps have their own rule: that default
+changed once)."""
+
 
 def default_budget(preset_name: str, mode: str) -> Budget:
     """A cell's budget when the sweep is given none: a preset made for stream mode, run in stream mode, keeps its
@@ -229,10 +233,9 @@ class InversionCell:
         if self.attack == "sdar":
             sdar = self.attack_config()
             parts += [f"ss{sdar.simulator_steps}"] if sdar.simulator_steps != 1 else []  # its default changed once
-            parts += [f"sl{sdar.simulator_lr:g}"] if sdar.simulator_lr != SDARConfig().simulator_lr else []
-            parts += [f"ls{sdar.lambda_ssim:g}"] if sdar.lambda_ssim != SDARConfig().lambda_ssim else []
-            parts += [f"fm{sdar.feature_memory}"] if sdar.feature_memory != SDARConfig().feature_memory else []
-            parts += [f"mc{sdar.mmd_class_width:g}"] if sdar.mmd_class_width != SDARConfig().mmd_class_width else []
+            default = SDARConfig()
+            parts += [tag.format(getattr(sdar, name)) for name, tag in SDAR_KEY_TAGS.items()
+                      if getattr(sdar, name) != getattr(default, name)]
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:
