@@ -44,6 +44,7 @@ def test_wire_record_is_exactly_what_the_server_sees(rng):
     np.testing.assert_allclose(record.activations.numpy(), expected_activations[record.indices], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(record.activation_gradients.numpy(), expected_gradients[record.indices], rtol=1e-4, atol=1e-7)
     assert record.loss == pytest.approx(float(loss), rel=1e-5)
+    np.testing.assert_array_equal(record.labels.numpy(), y[record.indices])  # the server computes the loss with them
     assert not np.allclose(split.client.get_weights()[0], client_before[0])  # both sides took a step
     assert not np.allclose(split.server.get_weights()[-1], server_before[-1])
 

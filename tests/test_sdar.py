@@ -116,15 +116,34 @@ def test_the_class_wise_mmd_tells_batches_whose_features_match_but_not_by_class(
     assert float(mmd(features, features, (classes, swapped), 0.0)) == pytest.approx(0.0, abs=1e-6)  # width 0: class-blind
 
 
+def test_the_class_wise_mmd_pulls_as_hard_as_the_class_blind_one():
+    """With ten classes only a tenth of the pairs compare, so unscaled its gradient would be several times weaker
+    (about 0.17 of the class-blind one here); rescaled by the mean class factor it is of the same order (1.5)."""
+    rng = np.random.default_rng(0)
+    first = tf.Variable(rng.normal(0, 1, (128, 8)), dtype=tf.float32)
+    second = tf.constant(rng.normal(0.5, 1, (64, 8)), tf.float32)
+    classes = (tf.one_hot(rng.integers(0, 10, 128), 10), tf.one_hot(rng.integers(0, 10, 64), 10))
+    norms = []
+    for given in (None, classes):
+        with tf.GradientTape() as tape:
+            value = mmd(first, second, given, 0.5)
+        norms.append(float(tf.norm(tape.gradient(value, first))))
+    assert 0.5 < norms[1] / norms[0] < 3.0
+
+
 @pytest.mark.parametrize("labelled", [True, False])
 def test_a_feature_memory_keeps_the_last_observed_rows_and_the_class_wise_simulator_still_learns(labelled):
     config = FAST.replace(feature_memory=40, mmd_class_width=0.5, lambda_simulator=0.02 if labelled else 1.0)
     split, attack = train_with_attack(config, labelled=labelled, epochs=2)
-    batches = [blob_data(16, seed=20 + i)[0] for i in range(3)]
-    for batch in batches:
-        attack.observe(split.client(batch).numpy())
-    expected = np.concatenate([split.client(batch).numpy() for batch in batches[::-1]])[:40]
-    np.testing.assert_allclose(attack._memory.numpy(), expected, atol=1e-6)  # newest first, the oldest rows dropped
+    batches = [blob_data(16, seed=20 + i) for i in range(3)]
+    for i, (batch, labels) in enumerate(batches):
+        attack.observe(split.client(batch).numpy(), labels if i == 2 else None)  # the last batch with its labels
+    expected = np.concatenate([split.client(batch).numpy() for batch, _ in batches[::-1]])[:40]
+    features, classes = (part.numpy() for part in attack._memory)
+    np.testing.assert_allclose(features, expected, atol=1e-6)  # newest first, the oldest rows dropped
+    np.testing.assert_array_equal(classes[:16], np.eye(3)[batches[2][1]])  # labels, where the server was given them
+    predicted = tf.nn.softmax(split.server(split.client(batches[1][0]), training=False)).numpy()
+    np.testing.assert_allclose(classes[16:32], predicted, atol=1e-5)  # else the server's predictions
     inputs, _ = blob_data(64, seed=4)
     fresh = SDARAttack(split.client, split.server, *blob_data(256, seed=2), config).simulator
     observed = split.client(inputs).numpy()
@@ -198,6 +217,11 @@ def test_bad_aux_data_and_observations_are_refused():
     attack = SDARAttack(split.client, split.server, aux_x, aux_y, FAST)
     with pytest.raises(ValueError, match="observed activations have shape"):
         attack.observe(np.zeros((4, 6, 6, 6), np.float32))
+    observed = split.client(aux_x[:4]).numpy()
+    with pytest.raises(ValueError, match=r"one integer label per observed row, shape \(4,\)"):
+        attack.observe(observed, aux_y[:3])
+    with pytest.raises(ValueError, match="the server predicts 3 classes"):
+        attack.observe(observed, aux_y[:4] + 3)
 
 
 def test_feature_noise_makes_the_decoder_robust_to_perturbed_features():

@@ -59,6 +59,7 @@ class WireRecord:
     activations: tf.Tensor  # client -> server: cut-layer outputs, one row per example
     activation_gradients: tf.Tensor  # server -> client: d loss / d activations
     loss: float
+    labels: tf.Tensor | None = None  # the batch's labels: the server computes the loss with them (None: not recorded)
 
 
 def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -83,7 +84,7 @@ class _Trainer:
     """What every split-learning trainer shares: the shuffled batch loop, prediction, accuracy.
 
     A subclass supplies `_train_step(x, y) -> (loss, *wire traffic)` and the record type that
-    holds that traffic; `fit` hands each step's record to `on_step`.
+    holds that traffic; `fit` hands each step's record (`_record`) to `on_step`.
     """
 
     record_type: type
@@ -106,6 +107,10 @@ class _Trainer:
 
     def _train_step(self, x: tf.Tensor, y: tf.Tensor) -> tuple[tf.Tensor, ...]:
         raise NotImplementedError
+
+    def _record(self, index: np.ndarray, labels: tf.Tensor, traffic: list[tf.Tensor], loss: float):
+        """The step's wire record, as the server saw it (the labels stay with whichever party computes the loss)."""
+        return self.record_type(self.steps_done, index, *traffic, loss)
 
     def fit(
         self,
@@ -133,7 +138,7 @@ class _Trainer:
                 losses.append(float(loss))
                 self.steps_done += 1
                 if on_step is not None:
-                    on_step(self.record_type(self.steps_done, index, *traffic, losses[-1]))
+                    on_step(self._record(index, y_batch, traffic, losses[-1]))
             epoch_losses.append(float(np.mean(losses)))
             if on_epoch is not None:
                 on_epoch(epoch, epoch_losses[-1])
@@ -217,6 +222,10 @@ class SplitTrainer(_Trainer):
         )
         self.client_optimizer.apply_gradients(zip(client_grads, self.client.trainable_variables))
         return loss, activations, activation_grads
+
+    def _record(self, index: np.ndarray, labels: tf.Tensor, traffic: list[tf.Tensor], loss: float) -> WireRecord:
+        """The server computes the loss, so it holds each batch's labels: they are part of what it sees."""
+        return WireRecord(self.steps_done, index, *traffic, loss, labels)
 
 
 def _check_parts(parts: list) -> None:

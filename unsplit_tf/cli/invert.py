@@ -227,7 +227,7 @@ def attack_config(args: argparse.Namespace):
 def sdar_alignment(config) -> str:
     """The non-default parts of how SDAR aligns its simulator, for the attack line ("" with the defaults)."""
     memory = f", aligned to the last {config.feature_memory} observed rows" if config.feature_memory else ""
-    return memory + (f", class-wise MMD (width {config.mmd_class_width:g})" if config.mmd_class_width else "")
+    return memory + (f", class-wise MMD on the batches' labels (width {config.mmd_class_width:g})" if config.mmd_class_width else "")
 
 
 def unsplit_flags(args: argparse.Namespace) -> list[str]:

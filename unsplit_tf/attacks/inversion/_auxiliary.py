@@ -78,6 +78,19 @@ def check_aux(aux_x: Any, aux_y: Any | None, image_shape: tuple[int, ...], num_c
     return tf.constant(x, tf.float32), tf.constant(y, tf.int64)
 
 
+def check_observed_labels(labels: Any | None, rows: int, num_classes: int) -> tf.Tensor:
+    """An observed batch's labels as int64, -1 for each row when none are given; ValueError unless one class index
+    per observed row."""
+    if labels is None:
+        return tf.fill([rows], tf.constant(-1, tf.int64))
+    y = np.asarray(labels)
+    if y.shape != (rows,) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"observed labels must hold one integer label per observed row, shape ({rows},), got shape {y.shape} and dtype {y.dtype}")
+    if rows and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"observed labels hold {y.min()}..{y.max()} but the server predicts {num_classes} classes (0..{num_classes - 1})")
+    return tf.constant(y, tf.int64)
+
+
 def make_simulator(client_architecture: keras.Model, kind: Simulator, seed: int, given: keras.Model | None = None) -> keras.Model:
     """The attacker's client: `given`, else a fresh clone of the client's architecture ("client"), else a
     `generic_simulator` of the same output shape ("generic"). Never copies the client's weights."""

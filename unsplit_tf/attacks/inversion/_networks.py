@@ -164,13 +164,18 @@ def mmd(first: tf.Tensor, second: tf.Tensor, classes: tuple[tf.Tensor, tf.Tensor
 
     With `classes` (each batch's class probabilities or one-hot labels) and `class_width` > 0 the kernel is
     multiplied by exp(-|p - q|^2 / class_width): features are compared mostly within a class, so the MMD
-    matches the two batches class by class rather than only as wholes."""
+    matches the two batches class by class rather than only as wholes. It is then divided by that factor's mean
+    between the two batches, so it keeps the class-blind MMD's scale (with one-hot classes only a class's share
+    of the pairs counts: about a tenth of them with ten balanced classes) and one weight serves both."""
     a = tf.reshape(first, [tf.shape(first)[0], -1])
     b = tf.reshape(second, [tf.shape(second)[0], -1])
     distances = _squared_distances(tf.concat([a, b], axis=0))
     bandwidth = tf.stop_gradient(tf.reduce_mean(distances)) + 1e-8
     kernel = tf.add_n([tf.exp(-distances / (scale * bandwidth)) for scale in (0.25, 1.0, 4.0)])
-    if classes is not None and class_width > 0:
-        kernel *= tf.exp(-_squared_distances(tf.concat(classes, axis=0)) / class_width)
     n = tf.shape(a)[0]
-    return tf.reduce_mean(kernel[:n, :n]) + tf.reduce_mean(kernel[n:, n:]) - 2.0 * tf.reduce_mean(kernel[:n, n:])
+    scale = 1.0
+    if classes is not None and class_width > 0:
+        factor = tf.stop_gradient(tf.exp(-_squared_distances(tf.concat(classes, axis=0)) / class_width))
+        kernel *= factor
+        scale = tf.reduce_mean(factor[:n, n:]) + 1e-8
+    return (tf.reduce_mean(kernel[:n, :n]) + tf.reduce_mean(kernel[n:, n:]) - 2.0 * tf.reduce_mean(kernel[:n, n:])) / scale

@@ -17,7 +17,8 @@ simulator and the client still differ), with an SSIM term beside the MSE (`lambd
 the image discriminator (`lambda_decoder` 0). Three options are off: a cycle term, `lambda_cycle`
 (simulator(decoder(observed)) ~ observed: UnSplit's matching loss, amortised by the decoder); a memory of the
 last `feature_memory` observed rows that the MMD and the feature discriminator compare against, rather than the
-current batch alone; and an MMD that compares features class by class (`mmd_class_width`).
+current batch alone; and an MMD that compares features class by class (`mmd_class_width`), on the labels of the
+observed batches, which the server holds (it computes the loss with them; SDAR's vanilla setting conditions on them).
 Both updates are one compiled `tf.function`, built once.
 """
 
@@ -39,6 +40,7 @@ from unsplit_tf.attacks.inversion._auxiliary import (
     Simulator,
     check_aux,
     check_features,
+    check_observed_labels,
     make_simulator,
     sample,
     server_classes,
@@ -95,8 +97,9 @@ class SDARConfig:
     # current batch (0)
     feature_memory: int = 0
     # > 0: the MMD's kernel also compares classes, exp(-|p - q|^2 / width) between the aux labels (one-hot; the
-    # server's predicted probabilities without labels) and the server's predicted probabilities for the observed
-    # features, so they are matched class by class; 0: class-blind, as FORA
+    # server's predicted probabilities without them) and the observed rows' labels, which the server holds to compute
+    # the loss (one-hot; its predicted probabilities when `observe` is given none), so features are matched class by
+    # class; 0: class-blind, as FORA
     mmd_class_width: float = 0.0
 
     def __post_init__(self) -> None:
@@ -160,25 +163,32 @@ class SDARAttack:
             "image_critic": adam(config.image_critic_lr or config.decoder_lr * config.lambda_decoder or 1.0),
         }
         self._generator = tf.random.Generator.from_seed(attacker_seed(config.seed))
-        self._memory: tf.Variable | None = None  # the last `feature_memory` observed rows, made on the first batch
-        self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec((None, *feature_shape), tf.float32)])
+        self._classes_count = server_classes(server, feature_shape)
+        # the last `feature_memory` observed rows and their classes, made on the first batch
+        self._memory: tuple[tf.Variable, tf.Variable] | None = None
+        self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec((None, *feature_shape), tf.float32),
+                                                                    tf.TensorSpec((None,), tf.int64)])
         self._history: list[tf.Tensor] = []
         self._seconds = 0.0
 
-    def observe(self, activations: Any) -> None:
-        """One attack step on one observed smashed batch."""
+    def observe(self, activations: Any, labels: Any | None = None) -> None:
+        """One attack step on one observed smashed batch, and its labels where the server holds them (it computes
+        the loss; only the class-wise MMD reads them, and without them it takes the server's predictions)."""
         check_features(self.decoder, activations, "observed activations")
+        known = check_observed_labels(labels, np.shape(activations)[0], self._classes_count)
         start = time.perf_counter()
         observed = tf.convert_to_tensor(activations, tf.float32)
         if self.config.feature_memory and self._memory is None:  # filled with copies of the first batch until real rows arrive
             copies = -(-self.config.feature_memory // observed.shape[0])
-            self._memory = tf.Variable(tf.tile(observed, [copies] + [1] * (observed.shape.rank - 1))[: self.config.feature_memory], trainable=False)
-        self._history.append(self._step(observed))
+            tiled = tf.tile(observed, [copies] + [1] * (observed.shape.rank - 1))[: self.config.feature_memory]
+            self._memory = (tf.Variable(tiled, trainable=False),
+                            tf.Variable(tf.zeros([self.config.feature_memory, self._classes_count]), trainable=False))
+        self._history.append(self._step(observed, known))
         self._seconds += time.perf_counter() - start
 
     def on_step(self, record: WireRecord) -> None:
-        """`SplitTrainer.fit(on_step=attack.on_step)`: observe the batch that crossed the wire."""
-        self.observe(record.activations)
+        """`SplitTrainer.fit(on_step=attack.on_step)`: observe the batch that crossed the wire, with its labels."""
+        self.observe(record.activations, record.labels)
 
     def reconstruct(self, observed: Any, batch_size: int = 512) -> np.ndarray:
         """The decoder's reconstructions of observed activations, now (e.g. of a batch just seen)."""
@@ -206,9 +216,15 @@ class SDARAttack:
         for every batch anyway, and, unlike the features, they mean the same for the simulator and the client."""
         return tf.stop_gradient(tf.nn.softmax(self.server(features, training=False)))
 
+    def _observed_classes(self, observed: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+        """The observed rows' classes for the class-wise MMD: their labels one-hot, the server's probabilities for
+        rows whose label is unknown (-1)."""
+        unknown = tf.cast(labels < 0, tf.float32)[:, None]
+        return tf.one_hot(labels, self._classes_count) + unknown * self._probabilities(observed)
+
     def _classes(self, rows: tf.Tensor, features: tf.Tensor, observed_classes: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor] | None:
         """What the class-wise MMD compares (None when class-blind): the aux batch's labels one-hot (else the
-        server's probabilities for its simulated features) and the server's probabilities for the observed rows."""
+        server's probabilities for its simulated features) and the observed rows' classes."""
         if observed_classes is None:
             return None
         if self._aux_y is None:
@@ -235,14 +251,18 @@ class SDARAttack:
         scale = self.config.feature_noise * tf.sqrt(tf.reduce_mean(tf.square(features)))
         return features + scale * generator.normal(tf.shape(features))
 
-    def _train_step(self, observed: tf.Tensor) -> tf.Tensor:
+    def _train_step(self, observed: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         config = self.config
-        reference = observed
+        reference, observed_classes = observed, None
+        if config.mmd_class_width and config.lambda_mmd:  # computed once: the server does not move during the simulator's steps
+            observed_classes = self._observed_classes(observed, labels)
         if self._memory is not None:
-            reference = tf.concat([observed, self._memory], axis=0)[: config.feature_memory]
-            self._memory.assign(reference)
-        # the server's classes for the observed rows: its weights do not move during the simulator's steps
-        observed_classes = self._probabilities(reference) if config.mmd_class_width and config.lambda_mmd else None
+            memory, memory_classes = self._memory
+            reference = tf.concat([observed, memory], axis=0)[: config.feature_memory]
+            memory.assign(reference)
+            if observed_classes is not None:
+                observed_classes = tf.concat([observed_classes, memory_classes], axis=0)[: config.feature_memory]
+                memory_classes.assign(observed_classes)
         for _ in range(config.simulator_steps):
             x, simulator_losses = self._simulator_step(reference, observed_classes)
         zero = tf.constant(0.0)
