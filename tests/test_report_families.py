@@ -73,10 +73,10 @@ def test_runs_of_a_preset_with_other_settings_are_their_own_series_that_say_them
 def test_sdar_runs_with_other_settings_are_their_own_series_that_say_them():
     runs = [inversion_run(cell(depth, "sdar", 600, **settings)) for depth in (1, 2)
             for settings in ({}, {"simulator_steps": 20, "lambda_ssim": 0.0}, {"simulator_lr": 3e-3},
-                             {"feature_memory": 512, "mmd_class_width": 0.5})]
+                             {"feature_memory": 512, "mmd_class_width": 1.0}, {"mmd_class_width": 0.0})]
     series = inversion_series(runs)["f_mnist"]
     assert sorted(line.label(varying_fields(series)) for line in series) == [
-        "sdar", "sdar, 20 simulator steps, SSIM weight 0", "sdar, feature memory 512, class-wise MMD 0.5",
+        "sdar", "sdar, 20 simulator steps, SSIM weight 0", "sdar, class-blind MMD", "sdar, feature memory 512, class-wise MMD 1",
         "sdar, simulator learning rate 0.003"]
 
 

@@ -325,11 +325,13 @@ def test_an_sdar_cells_settings_are_the_defaults_unless_set_and_its_key_says_whe
     sdar = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600)
     tuned = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=20, lambda_ssim=0.0)
     assert (tuned.attack_config().simulator_steps, tuned.attack_config().lambda_ssim) == (20, 0.0)
-    assert sdar.key.endswith("-aux600-ss3-tag") and tuned.key.endswith("-aux600-ss20-ls0-tag")
+    assert sdar.key.endswith("-aux600-ss3-mc0.5-tag") and tuned.key.endswith("-aux600-ss20-mc0.5-ls0-tag")
     faster = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_lr=3e-3)
-    assert faster.attack_config().simulator_lr == 3e-3 and faster.key.endswith("-aux600-ss3-sl0.003-tag")
+    assert faster.attack_config().simulator_lr == 3e-3 and faster.key.endswith("-aux600-ss3-mc0.5-sl0.003-tag")
     aligned = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, feature_memory=512, mmd_class_width=0.5)
-    assert aligned.key.endswith("-aux600-ss3-fm512-mc0.5-tag")
+    assert aligned.key.endswith("-aux600-ss3-mc0.5-fm512-tag")
+    blind = InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, mmd_class_width=0.0)
+    assert blind.key.endswith("-aux600-ss3-tag")  # class-blind: the key of every cell before the class-wise default
     assert "sdar aux 600, simulator steps 20, lambda ssim 0.0" in tuned.describe()
     assert InversionCell("f_mnist", "tag", 6, attack="sdar", aux=600, simulator_steps=3, lambda_ssim=0.5).key == sdar.key
     with pytest.raises(ValueError, match="cell: simulator_steps"):

@@ -93,9 +93,9 @@ SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"),
 TV term; SDAR's simulator steps, simulator learning rate, decoder SSIM weight, feature memory and class-wise MMD;
 None: the preset's, or the family's default."""
 
-SDAR_KEY_TAGS = {"simulator_lr": "sl{:g}", "lambda_ssim": "ls{:g}", "feature_memory": "fm{}", "mmd_class_width": "mc{:g}"}
-"""How a cell's key names an SDAR setting other than its default (simulator steps have their own rule: that default
-changed once)."""
+SDAR_KEY_TAGS = {"simulator_lr": "sl{:g}", "lambda_ssim": "ls{:g}", "feature_memory": "fm{}"}
+"""How a cell's key names an SDAR setting other than its default (simulator steps and the class-wise MMD have their own
+rule: their defaults changed once)."""
 
 
 def default_budget(preset_name: str, mode: str) -> Budget:
@@ -233,6 +233,7 @@ class InversionCell:
         if self.attack == "sdar":
             sdar = self.attack_config()
             parts += [f"ss{sdar.simulator_steps}"] if sdar.simulator_steps != 1 else []  # its default changed once
+            parts += [f"mc{sdar.mmd_class_width:g}"] if sdar.mmd_class_width else []  # so did the class-wise MMD's
             default = SDARConfig()
             parts += [tag.format(getattr(sdar, name)) for name, tag in SDAR_KEY_TAGS.items()
                       if getattr(sdar, name) != getattr(default, name)]

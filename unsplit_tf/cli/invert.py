@@ -105,11 +105,12 @@ SDAR_FLAGS = {
                             "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as SDAR: "
                             "a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)"),
     "feature_memory": SDARFlag(int, "N", "the observed rows SDAR's simulator is aligned to",
-                               "align the simulator to the last N observed rows, not the current batch alone (default 0; 512 "
-                               "with --mmd-class-width 0.5 brought full MNIST's depth 6 to a mean MSE of 0.029: docs/ALGORITHMS.md)"),
+                               "align the simulator to the last N observed rows, not the current batch alone (default 0; "
+                               "slower where the features are large: docs/ALGORITHMS.md)"),
     "mmd_class_width": SDARFlag(finite_float, "W", "the class kernel of SDAR's MMD",
-                                "match the simulator's features to the observed ones class by class, a kernel exp(-|p - q|^2 / W) "
-                                "on the classes in the MMD (default 0: class-blind; 0.5 measured)"),
+                                "match the simulator's features to the observed ones class by class, on the batches' labels "
+                                "(the server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in "
+                                "the MMD (default 0.5; 0: class-blind, the default before 6 Dec 2026)"),
 }
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
@@ -225,7 +226,7 @@ def attack_config(args: argparse.Namespace):
 
 
 def sdar_alignment(config) -> str:
-    """The non-default parts of how SDAR aligns its simulator, for the attack line ("" with the defaults)."""
+    """How SDAR aligns its simulator beyond a class-blind MMD on the current batch, for the attack line ("" if not)."""
     memory = f", aligned to the last {config.feature_memory} observed rows" if config.feature_memory else ""
     return memory + (f", class-wise MMD on the batches' labels (width {config.mmd_class_width:g})" if config.mmd_class_width else "")
 

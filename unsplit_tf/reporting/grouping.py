@@ -101,9 +101,10 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
 
 CHANGE_WORDS = {"polish_iters": "polish {}", "refit_iters": "refit {}", "refine_cycles": "{} refine cycles",
                 "simulator_lr": "simulator learning rate {:g}", "lambda_ssim": "SSIM weight {:g}",
-                "feature_memory": "feature memory {}", "mmd_class_width": "class-wise MMD {:g}"}
+                "feature_memory": "feature memory {}",
+                "mmd_class_width": lambda width: f"class-wise MMD {width:g}" if width else "class-blind MMD"}
 """How a label words a setting the grid verbs may set (`sweep.SETTING_FIELDS`; the TV term is worded whole, SDAR's
-simulator steps have their own field)."""
+simulator steps have their own field): a format string, or a function of the value."""
 
 
 def _changes(config, preset_name: str | None) -> str:
@@ -114,7 +115,8 @@ def _changes(config, preset_name: str | None) -> str:
         reference = PRESETS[preset_name]
     else:
         return ""
-    words = [text.format(getattr(config, name)) for name, text in CHANGE_WORDS.items()
+    words = [text(getattr(config, name)) if callable(text) else text.format(getattr(config, name))
+             for name, text in CHANGE_WORDS.items()
              if hasattr(reference, name) and getattr(config, name) != getattr(reference, name)]
     if isinstance(config, InversionConfig) and (config.tv_norm, config.lambda_tv) != (reference.tv_norm, reference.lambda_tv):
         words.append(f"{config.tv_norm} TV {config.lambda_tv:g}")
