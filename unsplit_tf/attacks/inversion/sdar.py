@@ -178,13 +178,19 @@ class SDARAttack:
         known = check_observed_labels(labels, np.shape(activations)[0], self._classes_count)
         start = time.perf_counter()
         observed = tf.convert_to_tensor(activations, tf.float32)
-        if self.config.feature_memory and self._memory is None:  # filled with copies of the first batch until real rows arrive
-            copies = -(-self.config.feature_memory // observed.shape[0])
-            tiled = tf.tile(observed, [copies] + [1] * (observed.shape.rank - 1))[: self.config.feature_memory]
-            self._memory = (tf.Variable(tiled, trainable=False),
-                            tf.Variable(tf.zeros([self.config.feature_memory, self._classes_count]), trainable=False))
+        if self.config.feature_memory and self._memory is None:
+            self._memory = self._first_memory(observed, known)
         self._history.append(self._step(observed, known))
         self._seconds += time.perf_counter() - start
+
+    def _first_memory(self, observed: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Variable, tf.Variable]:
+        """The feature memory until real rows fill it: copies of the first observed batch, and of its classes."""
+        copies = -(-self.config.feature_memory // observed.shape[0])
+
+        def tiled(rows: tf.Tensor) -> tf.Variable:
+            return tf.Variable(tf.tile(rows, [copies] + [1] * (rows.shape.rank - 1))[: self.config.feature_memory], trainable=False)
+
+        return tiled(observed), tiled(self._observed_classes(observed, labels))
 
     def on_step(self, record: WireRecord) -> None:
         """`SplitTrainer.fit(on_step=attack.on_step)`: observe the batch that crossed the wire, with its labels."""
