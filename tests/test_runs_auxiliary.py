@@ -78,7 +78,7 @@ def test_a_sweep_runs_an_auxiliary_family_as_its_own_cell(tmp_path, capsys):
     assert "sdar aux 20, simulator steps 2, simulator lr 0.002, lambda ssim 0.0" in out
     (stored,) = (tmp_path / "results" / "cells").glob("*.json")
     run = run_from_dict(json.loads(stored.read_text()))
-    assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "-aux20-ss2-sl0.002-ls0-" in run.key
+    assert run.attack.family == "sdar" and run.threat_model.auxiliary_images == 20 and "-aux20-ss2-mc0.5-sl0.002-ls0-" in run.key
     config = run.attack.config_as(SDARConfig)
     assert (config.simulator_steps, config.simulator_lr, config.lambda_ssim) == (2, 2e-3, 0.0)  # the flags, not the defaults
     assert run.victim.training.samples == 44
