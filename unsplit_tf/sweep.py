@@ -33,7 +33,7 @@ from unsplit_tf.data import Dataset, dataset_fingerprint
 from unsplit_tf.defenses import ACTIVATIONS, GRADIENTS, check_defense, default_settings, named_defense
 from unsplit_tf.models import reference_net
 from unsplit_tf.protocol import TrainConfig
-from unsplit_tf.records import NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource
+from unsplit_tf.records import ABSENT, NO_DEFENSE, DefenseSetting, InversionRun, LabelRun, ModelSource
 from unsplit_tf.runs import (
     AUXILIARY_FAMILIES,
     INVERSION_FAMILIES,
@@ -93,9 +93,13 @@ SETTING_FIELDS = {"unsplit": STEP_FIELDS + ("tv_norm", "lambda_tv"),
 TV term; SDAR's simulator steps, simulator learning rate, decoder SSIM weight, feature memory and class-wise MMD;
 None: the preset's, or the family's default."""
 
-SDAR_KEY_TAGS = {"simulator_lr": "sl{:g}", "lambda_ssim": "ls{:g}", "feature_memory": "fm{}"}
-"""How a cell's key names an SDAR setting other than its default (simulator steps and the class-wise MMD have their own
-rule: their defaults changed once)."""
+SDAR_KEY_TAGS = {"simulator_steps": "ss{}", "mmd_class_width": "mc{:g}", "simulator_lr": "sl{:g}", "lambda_ssim": "ls{:g}",
+                 "feature_memory": "fm{}"}
+"""How a cell's key names an SDAR setting other than the one a key without it has always meant."""
+SDAR_KEY_BASELINES = {field.name: field.metadata.get(ABSENT, field.default) for field in dataclasses.fields(SDARConfig)
+                      if field.name in SDAR_KEY_TAGS}
+"""That setting: what records written before a changed default read as (`records.ABSENT`: simulator steps 1, a
+class-blind MMD), else the default. So stored cells keep their keys when a default changes."""
 
 
 def default_budget(preset_name: str, mode: str) -> Budget:
@@ -232,11 +236,8 @@ class InversionCell:
             parts += [f"po{config.polish_iters}"]
         if self.attack == "sdar":
             sdar = self.attack_config()
-            parts += [f"ss{sdar.simulator_steps}"] if sdar.simulator_steps != 1 else []  # its default changed once
-            parts += [f"mc{sdar.mmd_class_width:g}"] if sdar.mmd_class_width else []  # so did the class-wise MMD's
-            default = SDARConfig()
             parts += [tag.format(getattr(sdar, name)) for name, tag in SDAR_KEY_TAGS.items()
-                      if getattr(sdar, name) != getattr(default, name)]
+                      if getattr(sdar, name) != SDAR_KEY_BASELINES[name]]
         return "-".join(parts + [self.data_tag])
 
     def describe(self) -> str:
