@@ -145,13 +145,14 @@ class SDARAttack:
     ) -> None:
         feature_shape = tuple(client_architecture.output.shape[1:])
         image_shape = tuple(client_architecture.input.shape[1:])
-        self._aux_x, self._aux_y = check_aux(aux_x, aux_y, image_shape, server_classes(server, feature_shape))
+        self._classes_count = server_classes(server, feature_shape)
+        self._aux_x, self._aux_y = check_aux(aux_x, aux_y, image_shape, self._classes_count)
         if self._aux_y is None and config.lambda_simulator == 0 and config.lambda_mmd == 0:
             raise ValueError("without aux labels the simulator learns from its alignment terms alone: set lambda_simulator or lambda_mmd > 0, or pass aux_y")
         self.config, self.server = config, server
         self.simulator = make_simulator(client_architecture, config.simulator, config.seed, simulator)
         keras.utils.set_random_seed(attacker_seed(config.seed + 1))
-        classes = server_classes(server, feature_shape) if config.conditional else None
+        classes = self._classes_count if config.conditional else None
         self.decoder = decoder(feature_shape, image_shape, width=config.decoder_width, classes=classes, blocks=config.decoder_blocks)
         self.feature_critic = discriminator(feature_shape, width=config.critic_width, name="feature_critic")
         self.image_critic = discriminator(image_shape, width=config.critic_width, name="image_critic")
@@ -163,7 +164,6 @@ class SDARAttack:
             "image_critic": adam(config.image_critic_lr or config.decoder_lr * config.lambda_decoder or 1.0),
         }
         self._generator = tf.random.Generator.from_seed(attacker_seed(config.seed))
-        self._classes_count = server_classes(server, feature_shape)
         # the last `feature_memory` observed rows and their classes, made on the first batch
         self._memory: tuple[tf.Variable, tf.Variable] | None = None
         self._step = tf.function(self._train_step, input_signature=[tf.TensorSpec((None, *feature_shape), tf.float32),
