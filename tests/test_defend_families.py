@@ -53,10 +53,10 @@ def test_defend_sets_each_familys_settings_on_its_cells_and_refuses_those_of_an_
 
 
 def test_the_grid_verbs_have_a_flag_for_every_setting_a_cell_may_set():
-    from unsplit_tf.cli.sweep import SETTING_HELP
+    from unsplit_tf.cli.sweep import SETTING_FLAGS
     from unsplit_tf.sweep import SETTING_FIELDS
 
-    assert list(SETTING_HELP) == [name for names in SETTING_FIELDS.values() for name in names]
+    assert list(SETTING_FLAGS) == [name for names in SETTING_FIELDS.values() for name in names]
 
 
 def test_defend_attack_sdar_aux_builds_sdar_cells_beside_unsplits_and_the_label_side_once(planned, capsys):

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any, NamedTuple
 
 INTERRUPTED = 130
 
@@ -89,6 +90,30 @@ def guarded(work: Callable[[], int | None]) -> int:
 def _debug() -> None:
     if os.environ.get("UNSPLIT_TF_DEBUG"):
         raise
+
+
+class SettingFlag(NamedTuple):
+    """A flag that sets one field of an attack's config: its argparse type and metavar (or its choices), what the field
+    is (for a refusal) and its help. A number below `least` is refused, and `least` itself too when `above` is set
+    (learning rates), before any work."""
+
+    type: Callable[[str], Any]
+    metavar: str | None
+    what: str
+    help: str
+    least: float = 0
+    above: bool = False
+    choices: tuple[str, ...] | None = None
+
+    def refusal(self, flag: str, value: Any) -> str | None:
+        """Why `value` is refused for `flag` ("--simulator-lr must be more than 0, got 0"), or None."""
+        if self.choices is not None:
+            return None
+        if self.above and not value > self.least:
+            return f"{flag} must be more than {self.least:g}, got {value:g}"
+        if value < self.least:
+            return f"{flag} must be {self.least:g} or more, got {value:g}"
+        return None
 
 
 def finite_float(text: str) -> float:

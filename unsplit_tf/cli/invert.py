@@ -36,9 +36,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
@@ -54,6 +52,7 @@ from unsplit_tf.cli._common import (
     kept_restarts,
     load_data,
     main_of,
+    SettingFlag,
     screened,
     stream_preset_alone,
     train_config,
@@ -84,33 +83,23 @@ CONFIG_FLAGS = {
 QUICK = {"main_iters": 20, "restarts": 1}
 
 
-class SDARFlag(NamedTuple):
-    """A flag that sets one field of SDAR's config: its type and metavar, what the field is (for the refusal under
-    another attack) and its help."""
-
-    type: Callable[[str], Any]
-    metavar: str
-    what: str
-    help: str
-
-
 SDAR_FLAGS = {
-    "simulator_steps": SDARFlag(int, "N", "SDAR's simulator updates per observed batch",
-                                "simulator updates per observed batch, each on fresh aux images (default 3; SDAR's 1; more "
-                                "help where the client's data is small: docs/ALGORITHMS.md)"),
-    "simulator_lr": SDARFlag(finite_float, "LR", "the learning rate of SDAR's simulator",
-                             "Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought full MNIST's depth 6 "
-                             "closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)"),
-    "lambda_ssim": SDARFlag(finite_float, "W", "the SSIM term of SDAR's decoder loss",
-                            "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as SDAR: "
-                            "a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)"),
-    "feature_memory": SDARFlag(int, "N", "the observed rows SDAR's simulator is aligned to",
-                               "align the simulator to the last N observed rows, not the current batch alone (default 0; "
-                               "slower where the features are large: docs/ALGORITHMS.md)"),
-    "mmd_class_width": SDARFlag(finite_float, "W", "the class kernel of SDAR's MMD",
-                                "match the simulator's features to the observed ones class by class, on the batches' labels "
-                                "(the server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in "
-                                "the MMD (default 0.5; 0: class-blind, the default before 6 Dec 2026)"),
+    "simulator_steps": SettingFlag(int, "N", "SDAR's simulator updates per observed batch",
+                                   "simulator updates per observed batch, each on fresh aux images (default 3; SDAR's 1; more "
+                                   "help where the client's data is small: docs/ALGORITHMS.md)", least=1),
+    "simulator_lr": SettingFlag(finite_float, "LR", "the learning rate of SDAR's simulator",
+                                "Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought full MNIST's depth 6 "
+                                "closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)", above=True),
+    "lambda_ssim": SettingFlag(finite_float, "W", "the SSIM term of SDAR's decoder loss",
+                               "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as SDAR: "
+                               "a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)"),
+    "feature_memory": SettingFlag(int, "N", "the observed rows SDAR's simulator is aligned to",
+                                  "align the simulator to the last N observed rows, not the current batch alone (default 0; "
+                                  "slower where the features are large: docs/ALGORITHMS.md)"),
+    "mmd_class_width": SettingFlag(finite_float, "W", "the class kernel of SDAR's MMD",
+                                   "match the simulator's features to the observed ones class by class, on the batches' labels "
+                                   "(the server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in "
+                                   "the MMD (default 0.5; 0: class-blind, the default before 6 Dec 2026)"),
 }
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
@@ -243,8 +232,11 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
 
 def check_flags(args: argparse.Namespace) -> None:
     for name, flag in SDAR_FLAGS.items():
-        if getattr(args, name) is not None and args.attack != "sdar":
-            raise CliError(f"--{name.replace('_', '-')} sets {flag.what}; --attack {args.attack} has no such setting (use --attack sdar)")
+        value, option = getattr(args, name), "--" + name.replace("_", "-")
+        if value is not None and args.attack != "sdar":
+            raise CliError(f"{option} sets {flag.what}; --attack {args.attack} has no such setting (use --attack sdar)")
+        if value is not None and flag.refusal(option, value):
+            raise CliError(flag.refusal(option, value))
     if args.attack == "unsplit" and args.aux is not None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":

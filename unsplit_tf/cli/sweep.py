@@ -38,7 +38,7 @@ import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import MODES, PRESETS, TV_NORMS
-from unsplit_tf.cli._common import CliError, cache_folder, finite_float, load_data, main_of, stream_preset_alone
+from unsplit_tf.cli._common import CliError, SettingFlag, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.invert import ATTACKS as FAMILIES
 from unsplit_tf.cli.invert import SDAR_FLAGS
@@ -82,22 +82,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_arguments(parser)
 
 
-SETTING_HELP = {
-    "polish_iters": "UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)",
-    "refit_iters": "UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)",
-    "refine_cycles": "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: stream 4)",
-    "tv_norm": "UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute value (l1; with "
-               "--lambda-tv 0.675 under the stream preset it stole better clones past the reference net's first pool, "
-               "docs/ALGORITHMS.md)",
-    "lambda_tv": "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean square under "
-                 "the stream presets; default the preset's)",
-    **{name: f"for SDAR's cells: {flag.help}" for name, flag in SDAR_FLAGS.items()},  # the words of invert's flags
+SETTING_FLAGS = {
+    "polish_iters": SettingFlag(int, "N", "UnSplit's steps of the clone alone",
+                                "UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)"),
+    "refit_iters": SettingFlag(int, "N", "UnSplit's refit of a fresh clone",
+                               "UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)"),
+    "refine_cycles": SettingFlag(int, "N", "UnSplit's refinement cycles",
+                                 "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: "
+                                 "stream 4)"),
+    "tv_norm": SettingFlag(str, None, "UnSplit's TV term",
+                           "UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute value (l1; "
+                           "with --lambda-tv 0.675 under the stream preset it stole better clones past the reference net's "
+                           "first pool, docs/ALGORITHMS.md)", choices=TV_NORMS),
+    "lambda_tv": SettingFlag(finite_float, "W", "UnSplit's TV weight",
+                             "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean square "
+                             "under the stream presets; default the preset's)"),
+    **{name: flag._replace(help=f"for SDAR's cells: {flag.help}") for name, flag in SDAR_FLAGS.items()},  # invert's flags
 }
 """The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
-WEIGHTS = ("lambda_tv", "lambda_ssim", "mmd_class_width")
-"""The settings that are weights (finite numbers >= 0)."""
-RATES = ("simulator_lr",)
-"""The settings that are learning rates (finite numbers > 0); the others but tv_norm are counts."""
 
 
 def flag(name: str) -> str:
@@ -106,15 +108,10 @@ def flag(name: str) -> str:
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
-    """A flag for each attack setting a cell may set (`SETTING_HELP`): UnSplit's steps after its rounds and TV term,
+    """A flag for each attack setting a cell may set (`SETTING_FLAGS`): UnSplit's steps after its rounds and TV term,
     SDAR's simulator steps and learning rate and its decoder's SSIM weight."""
-    for name, text in SETTING_HELP.items():
-        if name == "tv_norm":
-            parser.add_argument(flag(name), choices=TV_NORMS, help=text)
-        else:
-            real = name in WEIGHTS + RATES
-            metavar = "W" if name in WEIGHTS else "LR" if name in RATES else "N"
-            parser.add_argument(flag(name), type=finite_float if real else int, metavar=metavar, help=text)
+    for name, setting in SETTING_FLAGS.items():
+        parser.add_argument(flag(name), type=setting.type, metavar=setting.metavar, choices=setting.choices, help=setting.help)
 
 
 def setting_overrides(args: argparse.Namespace, families: list[str], option: str) -> dict[str, dict]:
@@ -128,11 +125,9 @@ def setting_overrides(args: argparse.Namespace, families: list[str], option: str
         if settings and family not in families:
             raise CliError(f"{', '.join(map(flag, settings))}: settings of the {family} attack; add {family} to {option}")
         for name, value in settings.items():
-            if name in RATES and not value > 0:
-                raise CliError(f"{flag(name)} must be more than 0, got {value:g}")
-            least = 1 if name == "simulator_steps" else 0
-            if name != "tv_norm" and value < least:
-                raise CliError(f"{flag(name)} must be {least} or more, got {value:g}")
+            refusal = SETTING_FLAGS[name].refusal(flag(name), value)
+            if refusal:
+                raise CliError(refusal)
     return given
 
 
