@@ -94,8 +94,8 @@ def _debug() -> None:
 
 class SettingFlag(NamedTuple):
     """A flag that sets one field of an attack's config: its argparse type and metavar (or its choices), what the field
-    is (for a refusal) and its help. A number below `least` is refused, and `least` itself too when `above` is set
-    (learning rates), before any work."""
+    is (for a refusal) and its help. The grid verbs refuse a number below `least`, and `least` itself too when `above`
+    is set (learning rates), before the grid's first cell; `invert` builds the config at once, which checks the same."""
 
     type: Callable[[str], Any]
     metavar: str | None

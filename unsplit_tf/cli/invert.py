@@ -232,11 +232,8 @@ def unsplit_flags(args: argparse.Namespace) -> list[str]:
 
 def check_flags(args: argparse.Namespace) -> None:
     for name, flag in SDAR_FLAGS.items():
-        value, option = getattr(args, name), "--" + name.replace("_", "-")
-        if value is not None and args.attack != "sdar":
-            raise CliError(f"{option} sets {flag.what}; --attack {args.attack} has no such setting (use --attack sdar)")
-        if value is not None and flag.refusal(option, value):
-            raise CliError(flag.refusal(option, value))
+        if getattr(args, name) is not None and args.attack != "sdar":
+            raise CliError(f"--{name.replace('_', '-')} sets {flag.what}; --attack {args.attack} has no such setting (use --attack sdar)")
     if args.attack == "unsplit" and args.aux is not None:
         raise CliError("--aux is for the auxiliary-data attacks (--attack sdar or inverse_network); unsplit uses no auxiliary data")
     if args.attack != "unsplit":
