@@ -45,6 +45,7 @@ from unsplit_tf.attacks.inversion import KEEPS, MODES, PRESETS, PRIORS, TV_NORMS
 from unsplit_tf.cli._common import (
     CliError,
     Interrupted,
+    SettingFlag,
     add_data_flags,
     add_training_flags,
     cache_folder,
@@ -52,7 +53,6 @@ from unsplit_tf.cli._common import (
     kept_restarts,
     load_data,
     main_of,
-    SettingFlag,
     screened,
     stream_preset_alone,
     train_config,
