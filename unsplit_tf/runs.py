@@ -440,7 +440,7 @@ def _hold_out(data: Dataset, spec: VictimSpec | Split, family: str, aux: int
 def _auxiliary_threat(family: str, config: SDARConfig | InverseNetworkConfig, aux: int) -> ThreatModel:
     observations = ("the smashed data of every training batch, through its own model as it trains" if family == "sdar"
                     else "the cut-layer activations of the attacked inputs, through its trained model")
-    if family == "sdar" and config.mmd_class_width and config.lambda_mmd:
+    if family == "sdar" and config.class_wise_mmd:
         observations += ", and the batch's labels (it computes the loss with them)"
     return ThreatModel("auxiliary-data", config.simulator == "client", observations, auxiliary_images=aux,
                        auxiliary_labels=True)

@@ -217,7 +217,7 @@ def attack_config(args: argparse.Namespace):
 def sdar_alignment(config) -> str:
     """How SDAR aligns its simulator beyond a class-blind MMD on the current batch, for the attack line ("" if not)."""
     memory = f", aligned to the last {config.feature_memory} observed rows" if config.feature_memory else ""
-    return memory + (f", class-wise MMD on the batches' labels (width {config.mmd_class_width:g})" if config.mmd_class_width else "")
+    return memory + (f", class-wise MMD on the batches' labels (width {config.mmd_class_width:g})" if config.class_wise_mmd else "")
 
 
 def unsplit_flags(args: argparse.Namespace) -> list[str]:

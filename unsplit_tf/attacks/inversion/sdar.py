@@ -119,6 +119,11 @@ class SDARConfig:
         if self.simulator not in SIMULATORS:
             raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, got {self.simulator!r}")
 
+    @property
+    def class_wise_mmd(self) -> bool:
+        """Whether the MMD compares features class by class, reading the observed batches' labels."""
+        return self.mmd_class_width > 0 and self.lambda_mmd > 0
+
     def replace(self, **changes: Any) -> SDARConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -262,7 +267,7 @@ class SDARAttack:
     def _train_step(self, observed: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         config = self.config
         reference, observed_classes = observed, None
-        if config.mmd_class_width and config.lambda_mmd:  # computed once: the server does not move during the simulator's steps
+        if config.class_wise_mmd:  # computed once: the server does not move during the simulator's steps
             observed_classes = self._observed_classes(observed, labels)
         if self._memory is not None:
             memory, memory_classes = self._memory
