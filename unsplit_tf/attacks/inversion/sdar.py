@@ -271,11 +271,9 @@ class SDARAttack:
             observed_classes = self._observed_classes(observed, labels)
         if self._memory is not None:
             memory, memory_classes = self._memory
-            reference = tf.concat([observed, memory], axis=0)[: config.feature_memory]
-            memory.assign(reference)
+            reference = _remember(memory, observed)
             if observed_classes is not None:
-                observed_classes = tf.concat([observed_classes, memory_classes], axis=0)[: config.feature_memory]
-                memory_classes.assign(observed_classes)
+                observed_classes = _remember(memory_classes, observed_classes)
         for _ in range(config.simulator_steps):
             x, simulator_losses = self._simulator_step(reference, observed_classes)
         zero = tf.constant(0.0)
@@ -323,3 +321,9 @@ class SDARAttack:
         del tape
         return x, [task, simulator_fool, feature_critic, alignment, cycle]
 
+
+def _remember(memory: tf.Variable, rows: tf.Tensor) -> tf.Tensor:
+    """The newest `rows` in front of the memory's, the oldest dropped to keep its length: stored, and returned."""
+    kept = tf.concat([rows, memory], axis=0)[: memory.shape[0]]
+    memory.assign(kept)
+    return kept
