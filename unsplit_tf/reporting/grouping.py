@@ -99,12 +99,12 @@ def inversion_setting(run: InversionRun) -> InversionSetting:
         getattr(config, "simulator_steps", 1), _changes(config, run.attack.preset))
 
 
-CHANGE_WORDS = {"polish_iters": "polish {}", "refit_iters": "refit {}", "refine_cycles": "{} refine cycles",
-                "simulator_lr": "simulator learning rate {:g}", "lambda_ssim": "SSIM weight {:g}",
-                "feature_memory": "feature memory {}",
+CHANGE_WORDS = {"polish_iters": "polish {}".format, "refit_iters": "refit {}".format, "refine_cycles": "{} refine cycles".format,
+                "simulator_lr": "simulator learning rate {:g}".format, "lambda_ssim": "SSIM weight {:g}".format,
+                "feature_memory": "feature memory {}".format,
                 "mmd_class_width": lambda width: f"class-wise MMD {width:g}" if width else "class-blind MMD"}
 """How a label words a setting the grid verbs may set (`sweep.SETTING_FIELDS`; the TV term is worded whole, SDAR's
-simulator steps have their own field): a format string, or a function of the value."""
+simulator steps have their own field), as a function of its value."""
 
 
 def _changes(config, preset_name: str | None) -> str:
@@ -115,8 +115,7 @@ def _changes(config, preset_name: str | None) -> str:
         reference = PRESETS[preset_name]
     else:
         return ""
-    words = [text(getattr(config, name)) if callable(text) else text.format(getattr(config, name))
-             for name, text in CHANGE_WORDS.items()
+    words = [words_of(getattr(config, name)) for name, words_of in CHANGE_WORDS.items()
              if hasattr(reference, name) and getattr(config, name) != getattr(reference, name)]
     if isinstance(config, InversionConfig) and (config.tv_norm, config.lambda_tv) != (reference.tv_norm, reference.lambda_tv):
         words.append(f"{config.tv_norm} TV {config.lambda_tv:g}")
