@@ -93,14 +93,15 @@ def _debug() -> None:
 
 
 class SettingFlag(NamedTuple):
-    """A flag that sets one field of an attack's config: its argparse type and metavar (or its choices), what the field
-    is (for a refusal) and its help. The grid verbs refuse a number below `least`, and `least` itself too when `above`
-    is set (learning rates), before the grid's first cell; `invert` builds the config at once, which checks the same."""
+    """A flag that sets one field of an attack's config: its argparse type and metavar (or its choices), its help, and
+    what the field is where a refusal names it (invert's SDAR flags under another attack). The grid verbs refuse a
+    number below `least`, and `least` itself too when `above` is set (learning rates), before the grid's first cell;
+    `invert` builds the config at once, which checks the same."""
 
     type: Callable[[str], Any]
     metavar: str | None
-    what: str
     help: str
+    what: str = ""
     least: float = 0
     above: bool = False
     choices: tuple[str, ...] | None = None

@@ -84,22 +84,23 @@ QUICK = {"main_iters": 20, "restarts": 1}
 
 
 SDAR_FLAGS = {
-    "simulator_steps": SettingFlag(int, "N", "SDAR's simulator updates per observed batch",
-                                   "simulator updates per observed batch, each on fresh aux images (default 3; SDAR's 1; more "
-                                   "help where the client's data is small: docs/ALGORITHMS.md)", least=1),
-    "simulator_lr": SettingFlag(finite_float, "LR", "the learning rate of SDAR's simulator",
-                                "Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought full MNIST's depth 6 "
-                                "closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)", above=True),
-    "lambda_ssim": SettingFlag(finite_float, "W", "the SSIM term of SDAR's decoder loss",
-                               "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as SDAR: "
-                               "a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)"),
-    "feature_memory": SettingFlag(int, "N", "the observed rows SDAR's simulator is aligned to",
-                                  "align the simulator to the last N observed rows, not the current batch alone (default 0; "
-                                  "slower where the features are large: docs/ALGORITHMS.md)"),
-    "mmd_class_width": SettingFlag(finite_float, "W", "the class kernel of SDAR's MMD",
-                                   "match the simulator's features to the observed ones class by class, on the batches' labels "
-                                   "(the server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in "
-                                   "the MMD (default 0.5; 0: class-blind, the default before 6 Dec 2026)"),
+    "simulator_steps": SettingFlag(
+        int, "N", "simulator updates per observed batch, each on fresh aux images (default 3; SDAR's 1; more help where the "
+        "client's data is small: docs/ALGORITHMS.md)", what="SDAR's simulator updates per observed batch", least=1),
+    "simulator_lr": SettingFlag(
+        finite_float, "LR", "Adam's learning rate for the simulator (default 1e-3, SDAR's; 3e-3 brought full MNIST's depth "
+        "6 closer to the bar and hurt CIFAR-10's depth 8: docs/ALGORITHMS.md)", what="the learning rate of SDAR's simulator",
+        above=True),
+    "lambda_ssim": SettingFlag(
+        finite_float, "W", "weight of 1 - SSIM beside the MSE in the decoder's loss (default 0.5; 0: the MSE alone, as "
+        "SDAR: a little lower MSE for a little lower SSIM, docs/ALGORITHMS.md)", what="the SSIM term of SDAR's decoder loss"),
+    "feature_memory": SettingFlag(
+        int, "N", "align the simulator to the last N observed rows, not the current batch alone (default 0; slower where the "
+        "features are large: docs/ALGORITHMS.md)", what="the observed rows SDAR's simulator is aligned to"),
+    "mmd_class_width": SettingFlag(
+        finite_float, "W", "match the simulator's features to the observed ones class by class, on the batches' labels (the "
+        "server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in the MMD (default 0.5; 0: "
+        "class-blind, the default before 6 Dec 2026)", what="the class kernel of SDAR's MMD"),
 }
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run

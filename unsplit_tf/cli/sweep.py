@@ -83,20 +83,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 SETTING_FLAGS = {
-    "polish_iters": SettingFlag(int, "N", "UnSplit's steps of the clone alone",
-                                "UnSplit's steps of the clone alone on the final pictures (default the preset's: tuned 2000)"),
-    "refit_iters": SettingFlag(int, "N", "UnSplit's refit of a fresh clone",
-                               "UnSplit's steps of a fresh clone fitted on the final pictures (default the preset's: stream 1000)"),
-    "refine_cycles": SettingFlag(int, "N", "UnSplit's refinement cycles",
-                                 "UnSplit's cycles of refining the pictures through the refitted clone (default the preset's: "
-                                 "stream 4)"),
-    "tv_norm": SettingFlag(str, None, "UnSplit's TV term",
-                           "UnSplit's TV term counts each pixel difference squared (the presets') or as its absolute value (l1; "
-                           "with --lambda-tv 0.675 under the stream preset it stole better clones past the reference net's "
-                           "first pool, docs/ALGORITHMS.md)", choices=TV_NORMS),
-    "lambda_tv": SettingFlag(finite_float, "W", "UnSplit's TV weight",
-                             "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the observations' mean square "
-                             "under the stream presets; default the preset's)"),
+    "polish_iters": SettingFlag(int, "N", "UnSplit's steps of the clone alone on the final pictures (default the preset's: "
+                                "tuned 2000)"),
+    "refit_iters": SettingFlag(int, "N", "UnSplit's steps of a fresh clone fitted on the final pictures (default the "
+                               "preset's: stream 1000)"),
+    "refine_cycles": SettingFlag(int, "N", "UnSplit's cycles of refining the pictures through the refitted clone (default "
+                                 "the preset's: stream 4)"),
+    "tv_norm": SettingFlag(str, None, "UnSplit's TV term counts each pixel difference squared (the presets') or as its "
+                           "absolute value (l1; with --lambda-tv 0.675 under the stream preset it stole better clones past "
+                           "the reference net's first pool, docs/ALGORITHMS.md)", choices=TV_NORMS),
+    "lambda_tv": SettingFlag(finite_float, "W", "UnSplit's TV weight, on the preset's scale (absolute, or per unit of the "
+                             "observations' mean square under the stream presets; default the preset's)"),
     **{name: flag._replace(help=f"for SDAR's cells: {flag.help}") for name, flag in SDAR_FLAGS.items()},  # invert's flags
 }
 """The flag of each field of `unsplit_tf.sweep.SETTING_FIELDS`, for every verb that runs a grid (sweep, defend)."""
