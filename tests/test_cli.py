@@ -108,6 +108,9 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert stream.tv_scale == "observations" and PRESETS["tuned"].tv_scale == "absolute"  # the TV weight's scale
     assert attack_config(parse("invert", ["--observations", "10", "--tv-scale", "absolute"])).tv_scale == "absolute"
     assert stream.tv_norm == "squared" and attack_config(parse("invert", ["--observations", "10", "--tv-norm", "l1"])).tv_norm == "l1"
+    deep = attack_config(parse("invert", ["--observations", "10", "--preset", "stream_deep"]))  # past the second pool
+    assert deep == stream.replace(linear_start=5, keep="matching", tv_norm="l1", lambda_tv=0.675)
+    assert attack_config(parse("invert", ["--observations", "10", "--linear-start", "3"])).linear_start == 3
     tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
     assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")
     assert attack_config(parse("invert", ["--observations", "10", "--prior", "none"])).prior == "none"  # named: kept

@@ -50,8 +50,10 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
 
     out = tmp_path / "run"
     preset_restarts = TINY_ATTACK[2:]  # without "--restarts 1": the stream preset's 3
-    code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *preset_restarts, "--observations", "20", "--out", str(out)], capsys)
+    code, stdout, err = run_verb("invert", [*common, "--epochs", "1", *preset_restarts, "--observations", "20", "--linear-start", "1",
+                                            "--out", str(out)], capsys)
     assert code == 0, err
+    assert "the clone's ReLUs and max pools blended in from linear ones over its first 1 round" in stdout
     assert "stream" in stdout and "the last 20 training examples observed" in stdout and "observed sample (20 train images)" in stdout
     assert ("3 restarts kept by matching+agreement after 1 of 2 rounds, only the kept one running on (all run on to the end "
             "if no two agree by then)") in stdout  # the preset's screen
@@ -67,7 +69,7 @@ def test_invert_with_observations_attacks_the_stream_and_writes_its_sample(tmp_p
     assert record["attack"]["preset"] == "stream" and "attack: stream preset" in stdout  # the flag picks the stream preset
     assert record["attack"]["config"]["prior"] == "black_background"  # Fashion-MNIST's pictures: objects on black
     assert (record["attack"]["config"]["restarts"], record["attack"]["config"]["keep"]) == (3, "matching+agreement")
-    assert record["attack"]["config"]["screen"] == pytest.approx(1 / 3)
+    assert record["attack"]["config"]["screen"] == pytest.approx(1 / 3) and record["attack"]["config"]["linear_start"] == 1
     choice = record["attack"]["restarts"]  # how the kept restart was chosen, as printed
     assert (choice["kept"], choice["compared_after"], len(choice["matching_loss"])) == (kept, 2 if min(apart) > 0.9 else 1, 3)
     assert [round(v, 2) for v in choice["disagreement"]] == apart
@@ -105,7 +107,9 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
                                          (["--preset", "stream_fast"], "--preset stream_fast is made for the observation stream"),
                                          (["--screen-defer", "0.5"], "--screen-defer is about comparing restarts"),
                                          (["--observations", "5", "--screen-defer", "2"], "screen_defer is a disagreement"),
-                                         (["--observations", "5", "--screen", "1"], "a share of the rounds")])
+                                         (["--observations", "5", "--screen", "1"], "a share of the rounds"),
+                                         (["--observations", "5", "--linear-start", "-1"], "linear_start must be at least 0"),
+                                         (["--preset", "paper", "--linear-start", "2"], "sequential mode the clone carries over")])
 def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
     code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and says in err and "Traceback" not in err

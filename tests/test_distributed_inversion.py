@@ -24,7 +24,7 @@ observed = client(smooth_images(8))
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert strategy.num_replicas_in_sync == 2
 refined = {"mode": "stream", "refit_iters": 5, "refine_cycles": 1, "refine_passes": 1}
-for changes in ({"mode": "batched"}, {"mode": "stream"}, refined):
+for changes in ({"mode": "batched"}, {"mode": "stream"}, refined, {"mode": "stream", "linear_start": 2}):
     config = preset("tuned").replace(restarts=1, main_iters=3, input_iters=5, model_iters=5, batch_size=4, **changes)
     one = invert(client, observed, config)
     with strategy.scope():

@@ -79,6 +79,7 @@ CONFIG_FLAGS = {
     "refine_passes": int,
     "final_refit_iters": int,
     "final_refit_lr": finite_float,
+    "linear_start": int,
 }
 QUICK = {"main_iters": 20, "restarts": 1}
 
@@ -310,8 +311,10 @@ def run(args: argparse.Namespace) -> int:
         if args.attack == "unsplit":
             seen = f" + the last {observations} training examples observed" if observations else ""
             restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
+            linear = (f", the clone's ReLUs and max pools blended in from linear ones over its first {config.linear_start} "
+                      f"round{'s' * (config.linear_start != 1)}") if config.linear_start else ""
             print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
-                  f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}")
+                  f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}{linear}")
         else:
             sdar = (f"; {config.simulator_steps} simulator steps per observed batch at learning rate {config.simulator_lr:g}"
                     f"{sdar_alignment(config)}, decoder loss MSE + {config.lambda_ssim:g} x (1 - SSIM)") if args.attack == "sdar" else ""
