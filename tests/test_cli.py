@@ -96,6 +96,7 @@ def test_a_shortened_flag_counts_like_the_full_one():
 
 def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_authors():
     from unsplit_tf.attacks.inversion import PRESETS
+    from unsplit_tf.cli._common import kept_restarts
     from unsplit_tf.cli.invert import attack_config
 
     assert attack_config(parse("invert", [])) == PRESETS["tuned"].replace(seed=0)
@@ -111,6 +112,9 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     deep = attack_config(parse("invert", ["--observations", "10", "--preset", "stream_deep"]))  # past the second pool
     assert deep == stream.replace(linear_start=5, keep="matching", tv_norm="l1", lambda_tv=0.675)
     assert attack_config(parse("invert", ["--observations", "10", "--linear-start", "3"])).linear_start == 3
+    assert stream.screen_may_defer and not deep.screen_may_defer  # kept by the matching loss alone, the screen never defers
+    assert "if no two agree" in kept_restarts(stream) and kept_restarts(deep) == ("3 restarts kept by matching after 5 of 15 "
+                                                                                  "rounds, only the kept one running on")
     tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
     assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")
     assert attack_config(parse("invert", ["--observations", "10", "--prior", "none"])).prior == "none"  # named: kept

@@ -188,5 +188,5 @@ def screened(config, compared_after: int | None = None) -> str:
         return ""
     if compared_after == config.main_iters:
         return f" at the end (no two agreed after round {config.screen_rounds})"
-    deferred = " (all run on to the end if no two agree by then)" if config.screen_defer < 1 and compared_after is None else ""
+    deferred = " (all run on to the end if no two agree by then)" if config.screen_may_defer and compared_after is None else ""
     return f" after {config.screen_rounds} of {config.main_iters} rounds, only the kept one running on{deferred}"

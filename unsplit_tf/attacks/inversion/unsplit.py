@@ -230,6 +230,12 @@ class InversionConfig:
         return min(self.main_iters, math.ceil(self.screen * self.main_iters))
 
     @property
+    def screen_may_defer(self) -> bool:
+        """Whether the screen can find no two restarts agreeing and let all run on to the end: only where restarts are
+        screened, compared by their agreement (`keep` other than "matching") and `screen_defer` is below 1."""
+        return self.screen_rounds < self.main_iters and self.keep != "matching" and self.screen_defer < 1
+
+    @property
     def final_refit(self) -> tuple[int, float] | None:
         """(steps, learning rate) of the last refit, whose clone is the stolen client, where it differs from the other
         refits: `final_refit_iters` at `final_refit_lr` when there are refits at all (`refit_iters` > 0); else None."""
