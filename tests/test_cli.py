@@ -110,10 +110,10 @@ def test_the_main_command_defaults_to_the_strongest_preset_and_paper_is_the_auth
     assert attack_config(parse("invert", ["--observations", "10", "--tv-scale", "absolute"])).tv_scale == "absolute"
     assert stream.tv_norm == "squared" and attack_config(parse("invert", ["--observations", "10", "--tv-norm", "l1"])).tv_norm == "l1"
     deep = attack_config(parse("invert", ["--observations", "10", "--preset", "stream_deep"]))  # past the second pool
-    assert deep == stream.replace(linear_start=5, keep="matching", tv_norm="l1", lambda_tv=0.675)
+    assert deep == stream.replace(linear_start=5, keep="matching", tv_norm="l1", lambda_tv=0.675, restarts=5)
     assert attack_config(parse("invert", ["--observations", "10", "--linear-start", "3"])).linear_start == 3
     assert stream.screen_may_defer and not deep.screen_may_defer  # kept by the matching loss alone, the screen never defers
-    assert "if no two agree" in kept_restarts(stream) and kept_restarts(deep) == ("3 restarts kept by matching after 5 of 15 "
+    assert "if no two agree" in kept_restarts(stream) and kept_restarts(deep) == ("5 restarts kept by matching after 5 of 15 "
                                                                                   "rounds, only the kept one running on")
     tuned_stream = attack_config(parse("invert", ["--observations", "10", "--preset", "tuned"]))
     assert tuned_stream == PRESETS["tuned"].replace(mode="stream", prior="black_background")
