@@ -172,7 +172,8 @@ class InversionConfig:
         at_least("linear_start", self.linear_start, 0)
         if self.linear_start >= self.main_iters:
             raise ValueError(f"linear_start={self.linear_start} would blend the clone in over all {self.main_iters} rounds "
-                             "(main_iters); give fewer, so that the last rounds fit the architecture itself")
+                             f"(main_iters): give more than {self.linear_start} rounds or a smaller linear_start, so that the "
+                             "last rounds fit the architecture itself")
         if self.linear_start and self.mode == "sequential":
             raise ValueError(f"linear_start={self.linear_start} blends the clone in over each group's first rounds, but in "
                              "sequential mode the clone carries over from target to target; use mode 'stream' or 'batched', "
