@@ -20,6 +20,8 @@ STREAM_PRESET = "stream"
 """The preset `--observations` takes unless one is named: `tuned` retuned for minibatches of the observation stream."""
 FAST_STREAM_PRESET = "stream_fast"
 """`stream` cut to about 3 minutes of attack at depth 3 on a 2-core CPU; what `benchmark --only stream_result` times."""
+DEEP_STREAM_PRESET = "stream_deep"
+"""`stream` for cuts past the second pooling layer: a linear start, restarts kept by matching loss, the L1 TV term."""
 MODE = "batched"
 IMAGE_PRIORS = {"mnist": "black_background", "f_mnist": "black_background"}
 """What UnSplit's stream mode assumes about a dataset's pictures unless a prior is named: MNIST's and Fashion-MNIST's

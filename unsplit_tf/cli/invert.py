@@ -120,7 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + name.replace("_", "-"), type=flag.type, metavar=flag.metavar, help=f"with --attack sdar: {flag.help}")
     parser.add_argument("--preset", choices=list(PRESETS),
                         help=f"starting hyper-parameters (default {defaults.PRESET}, the strongest; {defaults.STREAM_PRESET} with "
-                             f"--observations; {defaults.FAST_STREAM_PRESET}: a faster one; paper: the authors' exactly)")
+                             f"--observations; {defaults.FAST_STREAM_PRESET}: a faster one; {defaults.DEEP_STREAM_PRESET}: for cuts past "
+                             "the second pooling layer; paper: the authors' exactly)")
     for name, kind in CONFIG_FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"set the preset's {name}")
     parser.add_argument("--tv-scale", choices=TV_SCALES,
