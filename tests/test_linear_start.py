@@ -2,15 +2,12 @@ import keras
 import numpy as np
 import pytest
 
-from unsplit_tf.attacks.inversion import InversionConfig, invert, preset
+from unsplit_tf.attacks.inversion import InversionConfig, invert
 from unsplit_tf.attacks.inversion._linear_start import LinearStart
 from unsplit_tf.models import mnist_net
 from unsplit_tf.scoring import baseline_scores, reconstruction_scores
 from unsplit_tf.split import clone_architecture, split_model
-from tests.test_inversion import smooth_images
-
-STREAM = preset("tuned").replace(restarts=1, main_iters=8, input_iters=20, model_iters=10, mode="stream", batch_size=8,
-                                 polish_iters=50, linear_start=3)
+from tests.test_inversion import STREAM, smooth_images
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +69,7 @@ def test_a_stream_attack_from_a_linear_start_beats_guessing_and_steals_the_plain
     monkeypatch.setattr(LinearStart, "enter", lambda self, round_index: (enter(self, round_index),
                                                                          weights.append(float(self.weight.numpy()))))
     targets = smooth_images(16)
-    result = invert(client, client(targets), STREAM)
+    result = invert(client, client(targets), STREAM.replace(linear_start=3))
     assert weights[:5] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0, 0.0])
     assert weights[-1] == 0.0  # set again when the attack finishes, whatever stopped it
     assert [type(layer) for layer in result.clone.layers] == [type(layer) for layer in client.layers]
