@@ -113,6 +113,23 @@ def test_image_scores_keep_the_affine_aligned_scores_of_an_inverted_picture():
     assert ImageScores.from_dict(scores.to_dict()) == scores
 
 
+def test_image_scores_keep_the_shift_that_fits_and_the_summary_names_it():
+    import numpy as np
+
+    from unsplit_tf.records import ImageScores
+    from unsplit_tf.scoring import reconstruction_scores
+
+    x = np.zeros((2, 16, 16, 1), np.float32)
+    x[:, 4:12, 5:10] = 0.8
+    scores = ImageScores.of(reconstruction_scores(x, np.roll(x, 2, axis=2)))
+    assert scores.shift == (0, -2) and scores.mean_shift_aligned_mse == 0.0 and scores.mean_mse > 0.05
+    assert scores.shift_text() == ", shifted by (+0, -2) px: MSE 0.0000, SSIM 1.000"
+    assert ImageScores.from_dict(scores.to_dict()) == scores
+    in_place = ImageScores.of(reconstruction_scores(x, x))
+    assert in_place.shift == (0, 0) and in_place.shift_text() == ""
+    assert ImageScores.from_dict({"mse": [0.1], "psnr": [10.0], "ssim": [0.5]}).shift_text() == ""  # written before
+
+
 def test_a_record_written_before_a_field_existed_reads_as_it_ran_not_as_the_default_now():
     from unsplit_tf.attacks.inversion import SDARConfig
 

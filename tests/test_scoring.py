@@ -17,6 +17,7 @@ from unsplit_tf.scoring import (
     mse_per_image,
     psnr_per_image,
     reconstruction_scores,
+    shift_aligned,
     ssim_per_image,
 )
 
@@ -201,3 +202,46 @@ def test_reconstruction_scores_record_the_aligned_scores():
     assert record["mean_ssim"] < 0 and record["mean_affine_aligned_ssim"] == pytest.approx(1.0, abs=1e-4)
     assert record["mean_affine_aligned_mse"] == pytest.approx(0.0, abs=1e-10) and len(record["affine_aligned_mse"]) == 2
     json.dumps(record)
+
+
+def _garments(n=3, seed=6):
+    """Bright patches on black, away from the edges, like Fashion-MNIST's."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28, 1), np.float32)
+    for image in images:
+        top, left = rng.integers(6, 10, 2)
+        image[top : top + 12, left : left + 10] = rng.uniform(0.4, 1.0, (12, 10, 1))
+    return images
+
+
+def test_shift_aligned_scores_find_the_one_translation_a_clone_can_absorb():
+    true = _garments()
+    moved = np.roll(true, (1, -2), axis=(1, 2))  # every picture one row down, two columns left
+    scores = reconstruction_scores(true, moved)
+    assert scores.shift == (-1, 2)
+    assert scores.mean_mse > 0.05  # the raw score is fooled
+    np.testing.assert_allclose(scores.shift_aligned_mse, 0.0, atol=1e-12)
+    np.testing.assert_allclose(scores.shift_aligned_ssim, 1.0, atol=1e-4)
+    record = scores.to_dict()
+    assert record["shift"] == [-1, 2] and record["mean_shift_aligned_mse"] == pytest.approx(0.0, abs=1e-12)
+    json.dumps(record)
+
+
+def test_pictures_in_place_stay_and_one_translation_serves_every_target():
+    true = _garments()
+    in_place = reconstruction_scores(true, np.clip(true + 0.05, 0, 1))
+    assert in_place.shift == (0, 0) and np.array_equal(in_place.shift_aligned_mse, in_place.mse)
+    assert shift_aligned(true, np.full_like(true, 0.5))[1] == (0, 0)  # ties keep the smallest translation
+    apart = true.copy()
+    apart[0], apart[1] = np.roll(true[0], 2, axis=1), np.roll(true[1], -2, axis=1)  # moved opposite ways
+    assert reconstruction_scores(true, apart).mean_shift_aligned_mse > 0.01  # no shared translation undoes both
+
+
+def test_shifts_past_the_radius_are_not_searched_and_a_bad_radius_is_refused():
+    true = _garments()
+    moved, shift = shift_aligned(true, np.roll(true, 3, axis=2), radius=2)
+    assert max(map(abs, shift)) <= 2 and np.mean((moved - true) ** 2) > 0.005
+    assert shift_aligned(true, np.roll(true, 3, axis=2), radius=3)[1] == (0, -3)
+    for radius in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="radius"):
+            shift_aligned(true, true, radius=radius)

@@ -357,7 +357,9 @@ class ImageScores(Record):
     """Per-image MSE, PSNR (dB) and SSIM (data range 1) of one set of images against the originals.
 
     `affine_aligned_*`: the same after each image's best affine fit of intensities (a·x̂ + b), so a
-    recovered but inverted or dimmed picture is not scored as no leak (empty when not computed).
+    recovered but inverted or dimmed picture is not scored as no leak; `shift_aligned_*`: after the one
+    translation of all images, at most `scoring.SHIFT_RADIUS` pixels per axis, that fits them best, and `shift`
+    that translation (rows, columns), so pictures a pixel or two off are not either (empty when not computed).
     """
 
     mse: tuple[float, ...]
@@ -365,6 +367,9 @@ class ImageScores(Record):
     ssim: tuple[float, ...]
     affine_aligned_mse: tuple[float, ...] = ()
     affine_aligned_ssim: tuple[float, ...] = ()
+    shift_aligned_mse: tuple[float, ...] = ()
+    shift_aligned_ssim: tuple[float, ...] = ()
+    shift: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, scores: Any) -> ImageScores:
@@ -373,7 +378,9 @@ class ImageScores(Record):
             values = getattr(scores, name, None)
             return () if values is None else tuple(float(v) for v in values)
 
-        return cls(*(floats(name) for name in ("mse", "psnr", "ssim", "affine_aligned_mse", "affine_aligned_ssim")))
+        names = ("mse", "psnr", "ssim", "affine_aligned_mse", "affine_aligned_ssim", "shift_aligned_mse", "shift_aligned_ssim")
+        shift = getattr(scores, "shift", None)
+        return cls(*(floats(name) for name in names), shift=() if shift is None else tuple(int(v) for v in shift))
 
     @property
     def mean_affine_aligned_mse(self) -> float | None:
@@ -382,6 +389,22 @@ class ImageScores(Record):
     @property
     def mean_affine_aligned_ssim(self) -> float | None:
         return float(np.mean(self.affine_aligned_ssim)) if self.affine_aligned_ssim else None
+
+    @property
+    def mean_shift_aligned_mse(self) -> float | None:
+        return float(np.mean(self.shift_aligned_mse)) if self.shift_aligned_mse else None
+
+    @property
+    def mean_shift_aligned_ssim(self) -> float | None:
+        return float(np.mean(self.shift_aligned_ssim)) if self.shift_aligned_ssim else None
+
+    def shift_text(self) -> str:
+        """", shifted by (ROWS, COLUMNS) px: MSE m, SSIM s" when a translation fits better than none, else ""."""
+        if not any(self.shift):
+            return ""
+        rows, columns = self.shift
+        return (f", shifted by ({rows:+d}, {columns:+d}) px: MSE {self.mean_shift_aligned_mse:.4f}, "
+                f"SSIM {self.mean_shift_aligned_ssim:.3f}")
 
     @property
     def n(self) -> int:
@@ -530,6 +553,7 @@ class InversionRun(RunRecord):
                 f"SSIM {head.reconstruction.mean_ssim:.3f}"
                 + (f" (affine-aligned {head.reconstruction.mean_affine_aligned_ssim:.3f})"
                    if head.reconstruction.mean_affine_aligned_ssim is not None else "")
+                + head.reconstruction.shift_text()
                 + f" over {head.reconstruction.n} targets; {verdict} the "
                 f"dataset-mean image (MSE {mean.mean_mse:.4f}, SSIM {mean.mean_ssim:.3f})")
         if self.clone is not None:

@@ -353,7 +353,8 @@ def run(args: argparse.Namespace) -> int:
         for extra in record.evaluations[1:]:
             scores = extra.reconstruction
             print(f"  {extra.name.replace('_', ' ')} ({scores.n} {extra.targets.split} images): MSE {scores.mean_mse:.4f}, "
-                  f"SSIM {scores.mean_ssim:.3f} (dataset-mean image: MSE {extra.baselines.dataset_mean.mean_mse:.4f})")
+                  f"SSIM {scores.mean_ssim:.3f}{scores.shift_text()} (dataset-mean image: MSE "
+                  f"{extra.baselines.dataset_mean.mean_mse:.4f})")
         pictures = "grid.png, observed_grid.png" if "observed_indices" in record.arrays else "grid.png"
         print(f"wrote {out}{os.sep}: {pictures}, losses.png, metrics.json, reconstructions.npz, clone.keras")
         if record.interrupted and record.victim.training and record.victim.training.steps_done is not None:
