@@ -312,7 +312,7 @@ def run(args: argparse.Namespace) -> int:
         if args.attack == "unsplit":
             seen = f" + the last {observations} training examples observed" if observations else ""
             restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
-            linear = (f", the clone's ReLUs and max pools blended in from linear ones over its first {config.linear_start} "
+            linear = (f", the clone's ReLUs and max pools (those it has) blended in from linear ones over its first {config.linear_start} "
                       f"round{'s' * (config.linear_start != 1)}") if config.linear_start else ""
             print(f"attack: {chosen_preset(args)} preset, {config.mode}, {args.targets} targets{seen}, "
                   f"{config.main_iters} x ({config.input_iters} + {config.model_iters}) steps per target{restarts}{linear}")
