@@ -145,7 +145,7 @@ def affine_aligned_ssim_per_image(true: Any, recon: Any, max_val: float = 1.0) -
     return ssim_per_image(true, affine_aligned(true, recon), max_val)
 
 
-SHIFT_RADIUS = 2  # pixels per axis: the radius of a 5x5 kernel (the paper nets' first convolution)
+SHIFT_RADIUS = 2  # pixels per axis: the radius of a 5x5 kernel (the first convolution of the MNIST-size reference net)
 
 
 def shift_aligned(true: Any, recon: Any, radius: int = SHIFT_RADIUS) -> tuple[np.ndarray, tuple[int, int]]:
