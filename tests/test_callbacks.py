@@ -104,6 +104,8 @@ def test_inversion_audit_sees_leakage_grow_as_the_model_learns():
     assert history.history["accuracy"][-1] > 0.95
     assert mse[-1] < 0.8 * mse[0] and ssim[-1] > ssim[0] + 0.1
     assert mse[-1] < audit.baselines["dataset_mean"].mean_mse < mse[0] + 0.05
+    for aligned in ("affine_aligned_mse", "shift_aligned_mse"):  # an alignment can only bring a picture closer
+        assert all(a <= m + 1e-9 for a, m in zip(history.history[f"audit_inversion_{aligned}"], mse))
     assert audit.last_result.reconstructions.shape == x[:8].shape
 
 

@@ -130,6 +130,40 @@ def test_image_scores_keep_the_shift_that_fits_and_the_summary_names_it():
     assert ImageScores.from_dict({"mse": [0.1], "psnr": [10.0], "ssim": [0.5]}).shift_text() == ""  # written before
 
 
+def test_a_picture_that_beats_the_mean_image_only_once_aligned_is_said_to_and_the_raw_verdict_stays():
+    import dataclasses
+
+    import numpy as np
+
+    from unsplit_tf.records import Baselines, ImageScores
+    from unsplit_tf.scoring import baseline_scores, reconstruction_scores
+
+    x = np.zeros((3, 16, 16, 1), np.float32)
+    for index in range(3):
+        x[index, 3 : 10 + index, 4 : 12 - index] = 0.6 + 0.1 * index
+    guesses = {name: ImageScores.of(score) for name, score in baseline_scores(x, mean_image=x.mean(axis=0)).items()}
+    baselines = Baselines(guesses["constant_0.5"], guesses["uniform_random"], guesses["dataset_mean"])
+    run = inversion_run(InversionCell("f_mnist", "tag", 2, targets=3))
+
+    def scored(pictures, guess=baselines):
+        head = dataclasses.replace(run.headline, reconstruction=ImageScores.of(reconstruction_scores(x, pictures)),
+                                   baselines=guess)
+        return dataclasses.replace(run, evaluations=(head,))
+
+    negative = scored(1.0 - x)  # every garment recovered, as a negative
+    assert not negative.headline.beats_mean_image and negative.headline.beats_mean_image_aligned
+    assert negative.headline.verdict_text() == "no (yes once aligned)"
+    assert "does NOT beat the dataset-mean image (MSE" in negative.summary()
+    assert "on raw scores, but beats it once aligned" in negative.summary()
+    grey = scored(np.full_like(x, 0.5))  # no information: no alignment makes it a leak
+    assert not grey.headline.beats_mean_image_aligned and grey.headline.verdict_text() == "no"
+    assert "once aligned" not in grey.summary()
+    assert scored(x).headline.verdict_text() == "yes"
+    raw_only = Baselines(*(ImageScores(g.mse, g.psnr, g.ssim) for g in (baselines.constant_grey,
+                                                                        baselines.uniform_random, baselines.dataset_mean)))
+    assert scored(1.0 - x, raw_only).headline.beats_mean_image_aligned is None  # a record without the guess's aligned scores
+
+
 def test_a_record_written_before_a_field_existed_reads_as_it_ran_not_as_the_default_now():
     from unsplit_tf.attacks.inversion import SDARConfig
 

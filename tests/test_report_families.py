@@ -100,7 +100,9 @@ def test_the_aux_table_and_figure_appear_with_two_aux_sizes(tmp_path):
     section = report.split("### Auxiliary-data attacks by aux size")[1].split("\n## ")[0]
     rows = [row for row in section.splitlines() if row.startswith("| sdar")]
     # depth 1, aux 600: MSE 0.02 + 3/600 + 0.001; its observed sample half that, beside its own mean image
-    assert rows[0].startswith("| sdar | 1 | 600 | 59,400 | 0.026 | 0.974 | yes | 0.013 / 0.987 | 0.090 / 0.250 |")
+    # (then its aligned scores, computed from the made-up stored pictures)
+    assert rows[0].startswith("| sdar | 1 | 600 | 59,400 | 0.026 | 0.974 | yes | ")
+    assert rows[0].split(" | ")[9:11] == ["0.013 / 0.987", "0.090 / 0.250"]
     assert len(rows) == 4 and "inverse_network" not in section  # one aux size: no line
     assert (tmp_path / "results" / "f_mnist_by_aux_size.png").stat().st_size > 1000
     assert "(f_mnist_by_aux_size.png)" in report
@@ -122,6 +124,29 @@ def test_the_holds_rule_needs_mse_no_lower_and_ssim_no_higher_on_every_evaluatio
     assert defense_holds(inversion_run(cell(2, "sdar", 6000), mse=0.2, ssim=0.1, observed=(0.2, 0.1)))
     assert not defense_holds(inversion_run(cell(2, "sdar", 6000), mse=0.2, ssim=0.1, observed=(0.02, 0.8)))
 
+
+
+def test_a_defense_whose_pictures_come_back_as_negatives_does_not_hold():
+    """Raw scores say the attack failed; aligned (as an attacker would look at them) the garments are all there."""
+    import dataclasses
+
+    import numpy as np
+
+    from unsplit_tf.records import Baselines, ImageScores
+    from unsplit_tf.scoring import baseline_scores, reconstruction_scores
+
+    x = np.zeros((3, 16, 16, 1), np.float32)
+    for index in range(3):
+        x[index, 3 : 10 + index, 4 : 12 - index] = 0.6 + 0.1 * index
+    guesses = {name: ImageScores.of(score) for name, score in baseline_scores(x, mean_image=x.mean(axis=0)).items()}
+    run = inversion_run(cell(2))
+    head = dataclasses.replace(
+        run.headline, reconstruction=ImageScores.of(reconstruction_scores(x, 1.0 - x)),
+        baselines=Baselines(guesses["constant_0.5"], guesses["uniform_random"], guesses["dataset_mean"]))
+    raw_only = dataclasses.replace(head, reconstruction=ImageScores(*(getattr(head.reconstruction, name)
+                                                                      for name in ("mse", "psnr", "ssim"))))
+    assert defense_holds(dataclasses.replace(run, evaluations=(raw_only,)))  # what raw scores alone would say
+    assert not defense_holds(dataclasses.replace(run, evaluations=(head,)))
 
 @pytest.fixture
 def defended():

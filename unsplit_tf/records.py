@@ -466,6 +466,32 @@ class Evaluation(Record):
         mean = self.baselines.dataset_mean
         return self.reconstruction.mean_mse < mean.mean_mse and self.reconstruction.mean_ssim > mean.mean_ssim
 
+    def aligned_beside_mean_image(self) -> dict[str, tuple[float, float, float, float]]:
+        """By alignment ("affine", "shift"): (MSE, SSIM, the mean image's MSE, its SSIM), each image aligned the same
+        way; only the alignments the record holds for both."""
+        ours, mean = self.reconstruction, self.baselines.dataset_mean
+        found = {}
+        for kind in ("affine", "shift"):
+            values = tuple(getattr(scores, f"mean_{kind}_aligned_{name}") for scores in (ours, mean) for name in ("mse", "ssim"))
+            if None not in values:
+                found[kind] = values
+        return found
+
+    @property
+    def beats_mean_image_aligned(self) -> bool | None:
+        """Whether the affine- or the shift-aligned scores beat the mean image's, aligned the same way (lower MSE and
+        higher SSIM): a picture recovered up to a change the clone absorbs is a leak too. None where the record
+        holds neither alignment for both."""
+        pairs = self.aligned_beside_mean_image().values()
+        return any(mse < mean_mse and ssim > mean_ssim for mse, ssim, mean_mse, mean_ssim in pairs) if pairs else None
+
+    def verdict_text(self) -> str:
+        """"yes" or "no" against the mean image on the raw scores, "no (yes once aligned)" when only an alignment
+        beats it."""
+        if self.beats_mean_image:
+            return "yes"
+        return "no (yes once aligned)" if self.beats_mean_image_aligned else "no"
+
 
 @dataclass(frozen=True)
 class CloneScores(Record):
@@ -555,7 +581,9 @@ class InversionRun(RunRecord):
                    if head.reconstruction.mean_affine_aligned_ssim is not None else "")
                 + head.reconstruction.shift_text()
                 + f" over {head.reconstruction.n} targets; {verdict} the "
-                f"dataset-mean image (MSE {mean.mean_mse:.4f}, SSIM {mean.mean_ssim:.3f})")
+                f"dataset-mean image (MSE {mean.mean_mse:.4f}, SSIM {mean.mean_ssim:.3f})"
+                + (" on raw scores, but beats it once aligned" if not head.beats_mean_image and head.beats_mean_image_aligned
+                   else ""))
         if self.clone is not None:
             text += f"; stolen clone {self.clone.clone_accuracy:.1%} (model {self.clone.original_accuracy:.1%})"
         return text + (" [INTERRUPTED]" if self.interrupted else "")

@@ -10,7 +10,7 @@ import numpy as np
 from unsplit_tf.attacks.inversion import InversionConfig, InversionResult, invert, preset
 from unsplit_tf.callbacks import _summaries as summaries
 from unsplit_tf.callbacks._audit import Audit, check_inputs_fit, in_batches, integer_labels, probe_arrays
-from unsplit_tf.scoring import ReconstructionScores, baseline_scores, clone_quality, reconstruction_scores
+from unsplit_tf.scoring import ALIGNED_FIELDS, ReconstructionScores, baseline_scores, clone_quality, reconstruction_scores
 from unsplit_tf.split import Split
 
 DEFAULT_INVERSION_CONFIG = preset("tuned").replace(main_iters=20, input_iters=20, model_iters=20, restarts=1)
@@ -34,7 +34,10 @@ class InversionAudit(Audit):
     and scores the reconstructions and the stolen client clone outside the
     attack. Into the epoch `logs` go `{prefix}inversion_mse`,
     `{prefix}inversion_psnr`, `{prefix}inversion_ssim` (reconstructions vs
-    probe inputs) and `{prefix}clone_agreement` (fraction of probe inputs on
+    probe inputs), the same after alignment, `{prefix}inversion_affine_aligned_mse`
+    / `_ssim` (each picture's best a·x + b) and `{prefix}inversion_shift_aligned_mse`
+    / `_ssim` (all pictures' best small translation), as a clone absorbs both,
+    and `{prefix}clone_agreement` (fraction of probe inputs on
     which server(clone(x)) and the model predict the same class), plus
     `{prefix}clone_accuracy` when the probe carries labels. `baselines` holds the
     scores of guesses that use no leaked information (grey, noise, and the
@@ -90,7 +93,8 @@ class InversionAudit(Audit):
         self.baselines = baseline_scores(x, mean_image=x.mean(axis=0))
 
     def figure_names(self) -> list[str]:
-        names = ["inversion_mse", "inversion_psnr", "inversion_ssim", "clone_agreement"]
+        names = ["inversion_mse", "inversion_psnr", "inversion_ssim", *(f"inversion_{name}" for name in ALIGNED_FIELDS),
+                 "clone_agreement"]
         return names + ["clone_accuracy"] if self.y is not None else names
 
     def _audit(self, epoch: int) -> dict[str, float]:
@@ -106,6 +110,7 @@ class InversionAudit(Audit):
             "inversion_mse": scores.mean_mse,
             "inversion_psnr": scores.mean_psnr,
             "inversion_ssim": scores.mean_ssim,
+            **{f"inversion_{name}": float(np.mean(getattr(scores, name))) for name in ALIGNED_FIELDS},
             "clone_agreement": clone.agreement,
         }
         if self.y is not None:

@@ -29,6 +29,8 @@ from unsplit_tf.reporting.grouping import (
     varying_fields,
 )
 from unsplit_tf.reporting.reference import reference_figures
+from unsplit_tf.reporting.rescoring import scored_guesses, with_aligned_scores
+from unsplit_tf.scoring import SHIFT_RADIUS
 from unsplit_tf.store import ResultStore
 
 REPORT_NAME = "REPORT.md"
@@ -58,9 +60,12 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
     out = Path(out_dir) if out_dir is not None else store.root
     if notes is None and (store.root / NOTES_NAME).is_file():
         notes = (store.root / NOTES_NAME).read_text()
-    runs = store.runs()
-    if not runs:
+    stored = store.runs()
+    if not stored:
         raise ValueError(f"no finished cells in {store.cells_dir}; run the sweep first (unsplit-tf sweep, or scripts/sweep.py)")
+    guesses = scored_guesses([run for run in stored if isinstance(run, InversionRun)])
+    runs = [with_aligned_scores(run, guesses) if isinstance(run, InversionRun) else run for run in stored]
+    rescored = sum(run is not before for run, before in zip(runs, stored))
     out.mkdir(parents=True, exist_ok=True)
     series_by_dataset = inversion_series(runs)
     aux_by_dataset = aux_series(series_by_dataset)
@@ -72,7 +77,7 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
     parts = [
         "# Split-learning leakage: what a server learns, and what stops it",
         summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, label_groups),
-        _header(runs, store, out),
+        _header(runs, store, out, rescored),
     ]
     parts += [_dataset_section(name, series_by_dataset.get(name, []), aux_by_dataset.get(name, []),
                                labels_by_dataset.get(name, []), out) for name in datasets]
@@ -111,12 +116,16 @@ def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
             if depth not in best or run.headline.reconstruction.mean_mse < best[depth].headline.reconstruction.mean_mse:
                 best[depth] = run
     leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    aligned = sorted({run.victim.depth for one in series for run in one.runs
+                      if run.victim.depth not in leaking and run.headline.beats_mean_image_aligned})
+    once_aligned = (f" (at depth {_depth_ranges(aligned)} they do once their intensities or position are aligned)"
+                    if aligned else "")
     title = title_of(dataset)
     mean_mse = next(iter(best.values())).headline.baselines.dataset_mean.mean_mse
     if not leaking:
         return (f"On {title}, the data-oblivious attack (a server that knows only the client's architecture and sees what "
                 f"it sends) does not beat the dataset's mean image (MSE {mean_mse:.3f}) at any depth tried "
-                f"({_depth_ranges(list(best))}).")
+                f"({_depth_ranges(list(best))}){once_aligned}.")
     top = min((best[d] for d in leaking), key=lambda run: run.headline.reconstruction.mean_mse)
     text = (f"On {title}, a server that knows only the client's architecture and sees what the client sends "
             f"reconstructs the client's inputs better than the dataset's mean image when the client ends at depth "
@@ -127,7 +136,7 @@ def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
                  f"server (the model: {tables.percent(top.clone.original_accuracy)})")
     deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
     if deeper:
-        text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image"
+        text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image{once_aligned}"
     return text + "."
 
 
@@ -210,7 +219,7 @@ def summary_paragraph(series_by_dataset, labels_by_dataset, inversion_groups, la
 # ---------------------------------------------------------------- the sections
 
 
-def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
+def _header(runs: Sequence[Run], store: ResultStore, out: Path, rescored: int) -> str:
     commands = sorted({portable(run.command) for run in runs if run.command})
     environment = runs[0].environment
     loads = [run.environment.load_average_1min for run in runs if run.environment.load_average_1min is not None]
@@ -229,7 +238,16 @@ def _header(runs: Sequence[Run], store: ResultStore, out: Path) -> str:
         "activation and pooling layer counted (see docs/ALGORITHMS.md). The targets are the first test images of each "
         "class. MSE, PSNR and SSIM compare each reconstruction with its target (CIFAR-10 reconstructions are min-max "
         "normalised first, as the authors do) and are averaged over the targets; *beats mean image* means a lower MSE "
-        "and a higher SSIM than the training set's mean image, a guess that uses no leaked information. *Clone accuracy* "
+        "and a higher SSIM than the training set's mean image, a guess that uses no leaked information. The "
+        "*affine-aligned* scores compare each reconstruction after its best fit a·x + b of intensities, the "
+        f"*shift-aligned* ones all reconstructions after the one translation of at most {SHIFT_RADIUS} pixels per axis "
+        "that fits them best (named when it is not none): a first convolution can absorb either, so an inverted, "
+        "dimmed or moved picture is a leak that raw scores miss; *no (yes once aligned)* marks an attack that beats "
+        "the mean image, aligned the same way, only once aligned. The verdicts elsewhere use the raw scores"
+        + (f". For {rescored} run{'s' * (rescored != 1)} recorded before records kept aligned scores, these are computed "
+           "here from the stored 8-bit pictures, and the mean image's from another record of the same guess on the "
+           "same targets"
+           if rescored else "") + ". *Clone accuracy* "
         "is the test accuracy of `server(clone(x))`, the stolen client behind the real server; *split accuracy* is that "
         "of `server(client(x))`; *agreement* is how often the two predict the same class; *untrained clone* is the fresh "
         "clone the attack starts from. Presets: `paper` is the authors' hyper-parameters; `tuned` is the strongest "

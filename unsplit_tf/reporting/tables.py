@@ -16,6 +16,7 @@ BASELINE_TITLES = {"constant_grey": "grey 0.5 image", "uniform_random": "uniform
 LABEL_COLUMNS = {"activation_gradient": "gradient matching", "direction_scoring": "direction scoring"}
 GROUPING_METHOD = "activation_gradient"  # its relabelled accuracy: which examples share a label
 NORM_METHOD = "norm_scoring"
+AFFINE_HEADER, SHIFT_HEADER = "affine-aligned: MSE / SSIM", "shift-aligned: MSE / SSIM"
 
 
 def percent(value: float | None) -> str:
@@ -48,17 +49,18 @@ def baselines_of(baselines: Baselines) -> dict[str, tuple[float, float]]:
 def inversion_table(series: Sequence[Series]) -> str:
     """One row per depth and series: reconstruction scores, clone quality, time."""
     varying = varying_fields(series)
-    headers = ["depth", "cut after", "attack", "MSE", "PSNR (dB)", "SSIM", "beats mean image", "clone accuracy", "agreement",
-               "untrained clone", "split accuracy", "attack time", "image-steps/s"]
+    headers = ["depth", "cut after", "attack", "MSE", "PSNR (dB)", "SSIM", "beats mean image", AFFINE_HEADER, SHIFT_HEADER,
+               "clone accuracy", "agreement", "untrained clone", "split accuracy", "attack time", "image-steps/s"]
     rows = []
     for one in series:
         for run in one.runs:
             scores, clone, before = run.headline.reconstruction, run.clone, run.clone_before_attack
             rows.append([
                 run.victim.depth, f"`{run.victim.cut_layer}`", one.label(varying), number(scores.mean_mse),
-                number(scores.mean_psnr, 1), number(scores.mean_ssim), "yes" if run.headline.beats_mean_image else "no",
-                percent(clone and clone.clone_accuracy), percent(clone and clone.agreement),
-                percent(before and before.clone_accuracy), percent(run.victim.test_accuracy),
+                number(scores.mean_psnr, 1), number(scores.mean_ssim), run.headline.verdict_text(),
+                affine_text(scores), shift_text(scores), percent(clone and clone.clone_accuracy),
+                percent(clone and clone.agreement), percent(before and before.clone_accuracy),
+                percent(run.victim.test_accuracy),
                 seconds(run.timings.attack_seconds), number(run.timings.image_steps_per_second, 0),
             ])
     return markdown_table(headers, rows)
@@ -76,11 +78,29 @@ def scores_text(scores: ImageScores | None) -> str:
     return "—" if scores is None else f"{number(scores.mean_mse)} / {number(scores.mean_ssim)}"
 
 
+def affine_text(scores: ImageScores) -> str:
+    """"MSE / SSIM" after each image's best affine fit of intensities, "—" where not scored."""
+    if scores.mean_affine_aligned_mse is None:
+        return "—"
+    return f"{number(scores.mean_affine_aligned_mse)} / {number(scores.mean_affine_aligned_ssim)}"
+
+
+def shift_text(scores: ImageScores) -> str:
+    """"MSE / SSIM" after the one small translation that fits all images best, naming it when it is not (0, 0);
+    "—" where not scored."""
+    if scores.mean_shift_aligned_mse is None:
+        return "—"
+    rows, columns = scores.shift
+    moved = f" at ({rows:+d}, {columns:+d}) px" if rows or columns else ""
+    return f"{number(scores.mean_shift_aligned_mse)} / {number(scores.mean_shift_aligned_ssim)}{moved}"
+
+
 def aux_table(lines: Sequence[AuxSeries]) -> str:
     """One row per aux size and line: the targets' scores, and those of the observed sample beside its own mean image."""
     varying = varying_fields(lines)
     headers = ["attack", "depth", "aux images", "client's training images", "MSE", "SSIM", "beats mean image",
-               "observed sample: MSE / SSIM", "its mean image: MSE / SSIM", "split accuracy", "clone accuracy"]
+               AFFINE_HEADER, SHIFT_HEADER, "observed sample: MSE / SSIM", "its mean image: MSE / SSIM", "split accuracy",
+               "clone accuracy"]
     rows = []
     for line in lines:
         for run in line.runs:
@@ -88,7 +108,8 @@ def aux_table(lines: Sequence[AuxSeries]) -> str:
             rows.append([
                 line.setting.label(varying), line.depth, f"{run.threat_model.auxiliary_images:,}",
                 f"{run.victim.training.samples:,}" if run.victim.training else "—", number(head.reconstruction.mean_mse),
-                number(head.reconstruction.mean_ssim), "yes" if head.beats_mean_image else "no",
+                number(head.reconstruction.mean_ssim), head.verdict_text(),
+                affine_text(head.reconstruction), shift_text(head.reconstruction),
                 scores_text(observed and observed.reconstruction), scores_text(observed and observed.baselines.dataset_mean),
                 percent(run.victim.test_accuracy), percent(run.clone and run.clone.clone_accuracy),
             ])
@@ -190,11 +211,13 @@ def inversion_defense_table(group: DefenseGroup) -> str:
         polarity_mse, polarity_ssim = head.either_polarity
         rows.append([defense_name(defense), strength_text(defense), percent(run.victim.test_accuracy),
                      number(head.reconstruction.mean_mse), number(head.reconstruction.mean_ssim),
-                     f"{number(polarity_mse)} / {number(polarity_ssim)}"]
+                     f"{number(polarity_mse)} / {number(polarity_ssim)}", affine_text(head.reconstruction),
+                     shift_text(head.reconstruction)]
                     + ([scores_text(sample and sample.reconstruction)] if observed else [])
                     + [percent(run.clone and run.clone.clone_accuracy), number(run.distance_correlation),
                        seconds(run.timings.total_seconds)])
-    return markdown_table(["defense", "strength", "split accuracy", "inversion MSE", "SSIM", "either polarity: MSE / SSIM"]
+    return markdown_table(["defense", "strength", "split accuracy", "inversion MSE", "SSIM", "either polarity: MSE / SSIM",
+                           AFFINE_HEADER, SHIFT_HEADER]
                           + (["observed sample: MSE / SSIM"] if observed else [])
                           + ["stolen clone accuracy", "dCor(x, z)", "run time"], rows)
 
