@@ -483,3 +483,30 @@ def test_the_prior_flips_an_inverted_solution_and_the_clone_with_it():
     flipped = _apply_prior(clone, 1.0 - images, preset("tuned").replace(prior="dark_background"))
     np.testing.assert_allclose(flipped, images, atol=1e-6)
     np.testing.assert_allclose(clone(flipped), before, atol=1e-4)
+
+
+def test_attacks_run_one_after_another_do_not_warn_of_retracing_and_other_warnings_still_show():
+    """Each attack compiles steps for its own clone; run once per epoch (the Keras callback) TensorFlow would call
+    that "retracing" and advise the user to restructure their code. Only that warning is dropped, only inside."""
+    import logging
+
+    heard: list[str] = []
+
+    class Listener(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    listener = Listener()
+    tf.get_logger().addHandler(listener)
+    try:
+        inputs = keras.Input((8, 8, 1))
+        client = keras.Model(inputs, keras.layers.Conv2D(2, 3, activation="relu")(inputs))
+        x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+        config = InversionConfig(main_iters=1, input_iters=1, model_iters=1, polish_iters=2)
+        for _ in range(6):
+            invert(client, client(x), config)
+        tf.get_logger().warning("a warning of the user's own")
+    finally:
+        tf.get_logger().removeHandler(listener)
+    assert not [message for message in heard if "retracing" in message]
+    assert heard == ["a warning of the user's own"]

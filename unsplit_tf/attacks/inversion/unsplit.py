@@ -12,7 +12,9 @@ built once per attack, so the Python loop between rounds only reports progress.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -400,6 +402,25 @@ def _mean_last(histories: Sequence[np.ndarray]) -> float:
     return float(np.mean(last)) if last else float("inf")
 
 
+class _DesignedRetracing(logging.Filter):
+    """Drops TensorFlow's "triggered tf.function retracing" warning: every attack (and restart) compiles its own steps
+    for its own clone, so attacks run one after another (the Keras callback's, once per epoch) trace anew by design."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _retracing_by_design():
+    dropped = _DesignedRetracing()
+    tf.get_logger().addFilter(dropped)
+    try:
+        yield
+    finally:
+        tf.get_logger().removeFilter(dropped)
+
+
+@_retracing_by_design()
 def invert(
     client_architecture: keras.Model,
     observed: np.ndarray | tf.Tensor,
