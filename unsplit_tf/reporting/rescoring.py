@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from unsplit_tf.records import Baselines, Evaluation, ImageScores, InversionRun
-from unsplit_tf.scoring import reconstruction_scores
+from unsplit_tf.scoring import ALIGNED_FIELDS, reconstruction_scores
 
-ALIGNED = ("affine_aligned_mse", "affine_aligned_ssim", "shift_aligned_mse", "shift_aligned_ssim", "shift")
+ALIGNED = (*ALIGNED_FIELDS, "shift")
 GuessKey = tuple[str, tuple[int, ...], tuple[float, ...]]
 
 
