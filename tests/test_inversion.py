@@ -496,8 +496,9 @@ def test_attacks_run_one_after_another_do_not_warn_of_retracing_and_other_warnin
         def emit(self, record: logging.LogRecord) -> None:
             heard.append(record.getMessage())
 
-    listener = Listener()
+    listener, level = Listener(), tf.get_logger().level  # the CLI's modules, once imported, raise it to ERROR
     tf.get_logger().addHandler(listener)
+    tf.get_logger().setLevel(logging.WARNING)
     try:
         inputs = keras.Input((8, 8, 1))
         client = keras.Model(inputs, keras.layers.Conv2D(2, 3, activation="relu")(inputs))
@@ -508,5 +509,6 @@ def test_attacks_run_one_after_another_do_not_warn_of_retracing_and_other_warnin
         tf.get_logger().warning("a warning of the user's own")
     finally:
         tf.get_logger().removeHandler(listener)
+        tf.get_logger().setLevel(level)
     assert not [message for message in heard if "retracing" in message]
     assert heard == ["a warning of the user's own"]
