@@ -398,12 +398,19 @@ class ImageScores(Record):
     def mean_shift_aligned_ssim(self) -> float | None:
         return float(np.mean(self.shift_aligned_ssim)) if self.shift_aligned_ssim else None
 
-    def shift_text(self) -> str:
-        """", shifted by (ROWS, COLUMNS) px: MSE m, SSIM s" when a translation fits better than none, else ""."""
+    @property
+    def shift_name(self) -> str:
+        """"(ROWS, COLUMNS) px" when a translation fits better than none, else ""."""
         if not any(self.shift):
             return ""
         rows, columns = self.shift
-        return (f", shifted by ({rows:+d}, {columns:+d}) px: MSE {self.mean_shift_aligned_mse:.4f}, "
+        return f"({rows:+d}, {columns:+d}) px"
+
+    def shift_text(self) -> str:
+        """", shifted by (ROWS, COLUMNS) px: MSE m, SSIM s" when a translation fits better than none, else ""."""
+        if not self.shift_name:
+            return ""
+        return (f", shifted by {self.shift_name}: MSE {self.mean_shift_aligned_mse:.4f}, "
                 f"SSIM {self.mean_shift_aligned_ssim:.3f}")
 
     @property

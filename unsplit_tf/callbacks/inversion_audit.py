@@ -110,7 +110,7 @@ class InversionAudit(Audit):
             "inversion_mse": scores.mean_mse,
             "inversion_psnr": scores.mean_psnr,
             "inversion_ssim": scores.mean_ssim,
-            **{f"inversion_{name}": float(np.mean(getattr(scores, name))) for name in ALIGNED_FIELDS},
+            **{f"inversion_{name}": getattr(scores, f"mean_{name}") for name in ALIGNED_FIELDS},
             "clone_agreement": clone.agreement,
         }
         if self.y is not None:

@@ -90,8 +90,7 @@ def shift_text(scores: ImageScores) -> str:
     "—" where not scored."""
     if scores.mean_shift_aligned_mse is None:
         return "—"
-    rows, columns = scores.shift
-    moved = f" at ({rows:+d}, {columns:+d}) px" if rows or columns else ""
+    moved = f" at {scores.shift_name}" if scores.shift_name else ""
     return f"{number(scores.mean_shift_aligned_mse)} / {number(scores.mean_shift_aligned_ssim)}{moved}"
 
 
