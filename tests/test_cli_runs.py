@@ -83,8 +83,8 @@ def test_a_screen_that_defers_says_so_and_its_progress_never_claims_done_early(t
                                             "--screen-defer", "0", "--out", str(tmp_path / "run")], capsys)
     assert code == 0, err  # every disagreement is above 0: the three restarts run on to the end
     assert "ranks by matching loss and agreement at the end (no two agreed after round 1)" in stdout
-    attack_lines = [line for line in stdout.splitlines() if line.startswith("attack: ") and " rounds (" in line]
-    assert attack_lines[-1].startswith(f"attack: {23 * 3 * 2}/{23 * 3 * 2} rounds (100%)")  # 3 restarts x 2 rounds each
+    attack_lines = [line for line in stdout.splitlines() if line.startswith("attack: ") and " picture-rounds (" in line]
+    assert attack_lines[-1].startswith(f"attack: {23 * 3 * 2}/{23 * 3 * 2} picture-rounds (100%)")  # 3 restarts x 2 rounds each
     assert not any("(100%)" in line for line in attack_lines[:-1])
     assert strict_json(tmp_path / "run" / "metrics.json")["attack"]["config"]["screen_defer"] == 0
 

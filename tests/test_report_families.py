@@ -8,7 +8,7 @@ import pytest
 from fake_runs import inversion_run
 from unsplit_tf.records import DefenseSetting
 from unsplit_tf.reporting import aux_series, defense_groups, defense_holds, inversion_series, write_report
-from unsplit_tf.reporting.document import defense_verdicts
+from unsplit_tf.reporting.document import defense_verdicts, summary_paragraph
 from unsplit_tf.reporting.grouping import varying_fields
 from unsplit_tf.reporting.figures import depth_curves
 from unsplit_tf.store import ResultStore
@@ -50,6 +50,24 @@ def test_depth_series_keep_aux_sizes_apart_and_their_labels_say_them():
     mse, _ = depth_curves(series)  # one line per family and aux size, beside the mean image
     drawn = [line.get_label() for line in mse.axes[0].get_lines()]
     assert drawn == labels + ["guess: grey 0.5 image", "guess: dataset mean image"]
+
+
+def test_the_summary_tells_the_stream_attack_apart_from_the_targets_only_one_and_names_its_deepest_leak():
+    # the fakes' mean image: 0.088 / 0.2; the targets-only attack beats it at depths 1-2, the stream attack at 1-4
+    runs = [inversion_run(cell(depth), mse=0.02 if depth < 3 else 0.12, ssim=0.6 if depth < 3 else 0.1) for depth in range(1, 6)]
+    runs += [inversion_run(cell(depth, mode="stream", observations=5000), observed_examples=5000,
+                           mse=0.03 if depth < 5 else 0.15, ssim=0.5 if depth < 5 else 0.05, clone=0.81 - 0.01 * depth)
+             for depth in range(1, 6)]
+    summary = summary_paragraph(inversion_series(runs), {}, [], [])
+    assert ("reconstructs the client's inputs better than the dataset's mean image when the client ends at depth 1–2 "
+            "(best MSE 0.020 at depth 1") in summary
+    assert "from depth 3 on its reconstructions no longer beat the mean image" in summary
+    assert ("Attacking as well the cut activations of the last 5,000 training examples the client sent during training, "
+            "with one shared clone (stream mode), the same server beats the mean image at depth 1–4 (at depth 4: MSE "
+            "0.030, SSIM 0.50, and a stolen copy of the client that reaches 77.0 % through the server, the model 86.0 %); "
+            "at depth 5 it does not (MSE 0.150).") in summary
+    alone = summary_paragraph(inversion_series(runs[5:]), {}, [], [])  # stream runs only: the sentence names the data
+    assert "On Fashion-MNIST, attacking the cut activations of the last 5,000" in alone
 
 
 def test_one_and_three_restart_runs_of_a_preset_are_two_series_that_say_so():

@@ -323,7 +323,7 @@ def run(args: argparse.Namespace) -> int:
 
         training_bar = Progress(training.epochs, "epoch", label="training")
         attacked = args.targets + observations
-        attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "round", label="attack")
+        attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "picture-round", label="attack")
         scalars, rounds = Scalars(board), [0]
 
         def on_round(report: RoundReport) -> None:

@@ -104,22 +104,40 @@ def _depth_ranges(depths: Sequence[int]) -> str:
     return ", ".join(f"{span[0]}" if len(span) == 1 else f"{span[0]}–{span[-1]}" for span in spans)
 
 
-def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
-    """What the data-oblivious attack (UnSplit) recovers, depth by depth; "" without UnSplit runs."""
-    series = [one for one in series if one.setting.family == "unsplit"]
-    if not series:
-        return ""
+def _best_by_depth(series: Sequence[Series]) -> dict[int, InversionRun]:
+    """The run with the lowest mean MSE at each depth, over all `series`."""
     best: dict[int, InversionRun] = {}
     for one in series:
         for run in one.runs:
             depth = run.victim.depth
             if depth not in best or run.headline.reconstruction.mean_mse < best[depth].headline.reconstruction.mean_mse:
                 best[depth] = run
-    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    return best
+
+
+def _aligned_only(series: Sequence[Series], leaking: Sequence[int]) -> str:
+    """Where only aligned scores beat the mean image, in words ("" where nowhere)."""
     aligned = sorted({run.victim.depth for one in series for run in one.runs
                       if run.victim.depth not in leaking and run.headline.beats_mean_image_aligned})
-    once_aligned = (f" (at depth {_depth_ranges(aligned)} they do once their intensities or position are aligned)"
-                    if aligned else "")
+    return f" (at depth {_depth_ranges(aligned)} they do once their intensities or position are aligned)" if aligned else ""
+
+
+def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
+    """What the data-oblivious attack (UnSplit) recovers, depth by depth, from the targets alone and, where stream
+    runs are stored, from the training stream too; "" without UnSplit runs."""
+    series = [one for one in series if one.setting.family == "unsplit"]
+    on_targets = _targets_summary(dataset, [one for one in series if not one.setting.observations])
+    on_stream = _stream_summary(dataset, [one for one in series if one.setting.observations], after=bool(on_targets))
+    return " ".join(text for text in (on_targets, on_stream) if text)
+
+
+def _targets_summary(dataset: str, series: Sequence[Series]) -> str:
+    """What UnSplit recovers from the targets' activations alone, depth by depth; "" without such runs."""
+    if not series:
+        return ""
+    best = _best_by_depth(series)
+    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    once_aligned = _aligned_only(series, leaking)
     title = title_of(dataset)
     mean_mse = next(iter(best.values())).headline.baselines.dataset_mean.mean_mse
     if not leaking:
@@ -137,6 +155,37 @@ def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
     deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
     if deeper:
         text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image{once_aligned}"
+    return text + "."
+
+
+def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> str:
+    """What UnSplit in stream mode recovers (one clone for the targets and the training examples the server received),
+    named by its deepest leaking cut, the one a deployment would want to know about; "" without stream runs. `after`: a
+    sentence on the targets-only attack comes first (this one then says "as well")."""
+    if not series:
+        return ""
+    best = _best_by_depth(series)
+    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    counts = sorted({one.setting.observations for one in series})
+    seen = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
+    subject = "Attacking as well" if after else f"On {title_of(dataset)}, attacking"
+    text = (f"{subject} the cut activations of the last {seen} training examples the client sent during training, "
+            f"with one shared clone (stream mode), the same server ")
+    if not leaking:
+        return text + f"does not beat the mean image at any depth tried ({_depth_ranges(list(best))}){_aligned_only(series, leaking)}."
+    deepest = best[max(leaking)]
+    scores = deepest.headline.reconstruction
+    text += (f"beats the mean image at depth {_depth_ranges(leaking)} (at depth {deepest.victim.depth}: MSE "
+             f"{scores.mean_mse:.3f}, SSIM {scores.mean_ssim:.2f}")
+    if deepest.clone is not None:
+        text += (f", and a stolen copy of the client that reaches {tables.percent(deepest.clone.clone_accuracy)} through "
+                 f"the server, the model {tables.percent(deepest.clone.original_accuracy)}")
+    text += ")"
+    deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
+    if deeper:
+        text += (f"; at depth {_depth_ranges(deeper)} it does not (MSE "
+                 f"{', '.join(f'{best[d].headline.reconstruction.mean_mse:.3f}' for d in deeper)})"
+                 f"{_aligned_only(series, leaking)}")
     return text + "."
 
 
