@@ -205,6 +205,19 @@ def test_sweep_runs_stream_cells_on_the_observations_axis(tmp_path, common, caps
     assert code == 2 and "--polish-iters: settings of the unsplit attack; add unsplit to --family" in err
 
 
+def test_invert_on_a_saved_model_says_its_stream_is_a_random_draw_seen_through_the_final_client(tmp_path, common, capsys):
+    from models_for_tests import batch_norm_residual_model
+
+    batch_norm_residual_model(width=4).save(tmp_path / "mine.keras")
+    out = tmp_path / "run"
+    code, stdout, err = run_verb("invert", [*common, "--dataset", "mnist", "--model", str(tmp_path / "mine.keras"), "--layer",
+                                            "stem_relu", *TINY_ATTACK, "--observations", "12", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "a random draw of 12 training examples observed" in stdout and "the last 12" not in stdout  # no training watched
+    assert strict_json(out / "metrics.json")["threat_model"]["observations"].startswith(
+        "the final client's smashed data of a random draw of 12 training examples")
+
+
 def test_sweep_attacks_a_users_saved_model_at_the_named_layers(tmp_path, common, capsys):
     from models_for_tests import batch_norm_residual_model
 

@@ -310,7 +310,8 @@ def run(args: argparse.Namespace) -> int:
             victim, source = VictimSpec(depth=depth, training=training), None
         observations = args.observations or 0
         if args.attack == "unsplit":
-            seen = f" + the last {observations} training examples observed" if observations else ""
+            which = "a random draw of" if args.model else "the last"  # a saved model is observed through its final client
+            seen = f" + {which} {observations} training examples observed" if observations else ""
             restarts = f", {kept_restarts(config)}" if config.restarts > 1 else ""
             linear = (f", the clone's ReLUs and max pools (those it has) blended in from linear ones over its first {config.linear_start} "
                       f"round{'s' * (config.linear_start != 1)}") if config.linear_start else ""
