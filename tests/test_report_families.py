@@ -68,6 +68,9 @@ def test_the_summary_tells_the_stream_attack_apart_from_the_targets_only_one_and
             "at depth 5 it does not (MSE 0.150).") in summary
     alone = summary_paragraph(inversion_series(runs[5:]), {}, [], [])  # stream runs only: the sentence names the data
     assert "On Fashion-MNIST, attacking the cut activations of the last 5,000" in alone
+    saved = [dataclasses.replace(run, victim=dataclasses.replace(run.victim, training=None)) for run in runs[5:]]
+    assert "attacking the cut activations of 5,000 training examples, with" in summary_paragraph(
+        inversion_series(saved), {}, [], [])  # a saved model is observed on a random draw, not a watched epoch
 
 
 def test_one_and_three_restart_runs_of_a_preset_are_two_series_that_say_so():

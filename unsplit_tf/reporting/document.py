@@ -169,8 +169,10 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
     counts = sorted({one.setting.observations for one in series})
     seen = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
     subject = "Attacking as well" if after else f"On {title_of(dataset)}, attacking"
-    text = (f"{subject} the cut activations of the last {seen} training examples the client sent during training, "
-            f"with one shared clone (stream mode), the same server ")
+    watched = all(run.victim.training is not None for one in series for run in one.runs)  # else saved: a random draw
+    examples = (f"the last {seen} training examples the client sent during training" if watched
+                else f"{seen} training examples")
+    text = f"{subject} the cut activations of {examples}, with one shared clone (stream mode), the same server "
     if not leaking:
         return text + f"does not beat the mean image at any depth tried ({_depth_ranges(list(best))}){_aligned_only(series, leaking)}."
     deepest = best[max(leaking)]
