@@ -69,6 +69,9 @@ def test_the_summary_tells_the_stream_attack_apart_from_the_targets_only_one_and
     alone = summary_paragraph(inversion_series(runs[5:]), {}, [], [])  # stream runs only: the sentence names the data
     assert "On Fashion-MNIST, attacking the cut activations of the last 5,000" in alone
     saved = [dataclasses.replace(run, victim=dataclasses.replace(run.victim, training=None)) for run in runs[5:]]
+    other_seed = inversion_run(cell(4, mode="stream", observations=5000, seed=1), observed_examples=5000, mse=0.15, ssim=0.05)
+    assert ("at depth 1–4 (at depth 4, where 1 of 2 training seeds leak, the best: MSE 0.030, SSIM 0.50"
+            in summary_paragraph(inversion_series([*runs, other_seed]), {}, [], []))
     assert "attacking the cut activations of 5,000 training examples, with" in summary_paragraph(
         inversion_series(saved), {}, [], [])  # a saved model is observed on a random draw, not a watched epoch
 

@@ -177,7 +177,10 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
         return text + f"does not beat the mean image at any depth tried ({_depth_ranges(list(best))}){_aligned_only(series, leaking)}."
     deepest = best[max(leaking)]
     scores = deepest.headline.reconstruction
-    text += (f"beats the mean image at depth {_depth_ranges(leaking)} (at depth {deepest.victim.depth}: MSE "
+    tried = {one.setting.seed for one in series if one.at(deepest.victim.depth)}
+    leaked = {one.setting.seed for one in series if (run := one.at(deepest.victim.depth)) and run.headline.beats_mean_image}
+    seeds = f", where {len(leaked)} of {len(tried)} training seeds leak, the best" if len(tried) > 1 else ""
+    text += (f"beats the mean image at depth {_depth_ranges(leaking)} (at depth {deepest.victim.depth}{seeds}: MSE "
              f"{scores.mean_mse:.3f}, SSIM {scores.mean_ssim:.2f}")
     if deepest.clone is not None:
         text += (f", and a stolen copy of the client that reaches {tables.percent(deepest.clone.clone_accuracy)} through "
