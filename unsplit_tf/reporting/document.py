@@ -115,6 +115,12 @@ def _best_by_depth(series: Sequence[Series]) -> dict[int, InversionRun]:
     return best
 
 
+def _leaking_and_deeper(best: dict[int, InversionRun]) -> tuple[list[int], list[int]]:
+    """The depths whose best run beats the mean image, and the depths past the deepest of them that do not."""
+    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    return leaking, sorted(depth for depth in best if leaking and depth not in leaking and depth > max(leaking))
+
+
 def _aligned_only(series: Sequence[Series], leaking: Sequence[int]) -> str:
     """Where only aligned scores beat the mean image, in words ("" where nowhere)."""
     aligned = sorted({run.victim.depth for one in series for run in one.runs
@@ -136,7 +142,7 @@ def _targets_summary(dataset: str, series: Sequence[Series]) -> str:
     if not series:
         return ""
     best = _best_by_depth(series)
-    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    leaking, deeper = _leaking_and_deeper(best)
     once_aligned = _aligned_only(series, leaking)
     title = title_of(dataset)
     mean_mse = next(iter(best.values())).headline.baselines.dataset_mean.mean_mse
@@ -152,7 +158,6 @@ def _targets_summary(dataset: str, series: Sequence[Series]) -> str:
     if top.clone is not None:
         text += (f" and steals a copy of the client that reaches {tables.percent(top.clone.clone_accuracy)} through the "
                  f"server (the model: {tables.percent(top.clone.original_accuracy)})")
-    deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
     if deeper:
         text += f"; from depth {deeper[0]} on its reconstructions no longer beat the mean image{once_aligned}"
     return text + "."
@@ -165,7 +170,7 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
     if not series:
         return ""
     best = _best_by_depth(series)
-    leaking = [depth for depth, run in best.items() if run.headline.beats_mean_image]
+    leaking, deeper = _leaking_and_deeper(best)
     counts = sorted({one.setting.observations for one in series})
     seen = f"{counts[0]:,}" if len(counts) == 1 else f"{counts[0]:,}–{counts[-1]:,}"
     subject = "Attacking as well" if after else f"On {title_of(dataset)}, attacking"
@@ -186,7 +191,6 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
         text += (f", and a stolen copy of the client that reaches {tables.percent(deepest.clone.clone_accuracy)} through "
                  f"the server, the model {tables.percent(deepest.clone.original_accuracy)}")
     text += ")"
-    deeper = sorted(depth for depth in best if depth not in leaking and depth > max(leaking))
     if deeper:
         text += (f"; at depth {_depth_ranges(deeper)} it does not (MSE "
                  f"{', '.join(f'{best[d].headline.reconstruction.mean_mse:.3f}' for d in deeper)})"

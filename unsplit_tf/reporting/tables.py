@@ -73,16 +73,19 @@ def baselines_line(series: Sequence[Series]) -> str:
     return "Guesses that use no leaked information, scored on the same targets: " + "; ".join(parts) + "."
 
 
+def pair_text(mse: float | None, ssim: float | None) -> str:
+    """"MSE / SSIM", the one format of every such pair in the report's tables; "—" where not scored."""
+    return "—" if mse is None else f"{number(mse)} / {number(ssim)}"
+
+
 def scores_text(scores: ImageScores | None) -> str:
     """"MEAN MSE / MEAN SSIM" of a set of images, "—" without one."""
-    return "—" if scores is None else f"{number(scores.mean_mse)} / {number(scores.mean_ssim)}"
+    return "—" if scores is None else pair_text(scores.mean_mse, scores.mean_ssim)
 
 
 def affine_text(scores: ImageScores) -> str:
     """"MSE / SSIM" after each image's best affine fit of intensities, "—" where not scored."""
-    if scores.mean_affine_aligned_mse is None:
-        return "—"
-    return f"{number(scores.mean_affine_aligned_mse)} / {number(scores.mean_affine_aligned_ssim)}"
+    return pair_text(scores.mean_affine_aligned_mse, scores.mean_affine_aligned_ssim)
 
 
 def shift_text(scores: ImageScores) -> str:
@@ -91,7 +94,7 @@ def shift_text(scores: ImageScores) -> str:
     if scores.mean_shift_aligned_mse is None:
         return "—"
     moved = f" at {scores.shift_name}" if scores.shift_name else ""
-    return f"{number(scores.mean_shift_aligned_mse)} / {number(scores.mean_shift_aligned_ssim)}{moved}"
+    return pair_text(scores.mean_shift_aligned_mse, scores.mean_shift_aligned_ssim) + moved
 
 
 def aux_table(lines: Sequence[AuxSeries]) -> str:
@@ -210,7 +213,7 @@ def inversion_defense_table(group: DefenseGroup) -> str:
         polarity_mse, polarity_ssim = head.either_polarity
         rows.append([defense_name(defense), strength_text(defense), percent(run.victim.test_accuracy),
                      number(head.reconstruction.mean_mse), number(head.reconstruction.mean_ssim),
-                     f"{number(polarity_mse)} / {number(polarity_ssim)}", affine_text(head.reconstruction),
+                     pair_text(polarity_mse, polarity_ssim), affine_text(head.reconstruction),
                      shift_text(head.reconstruction)]
                     + ([scores_text(sample and sample.reconstruction)] if observed else [])
                     + [percent(run.clone and run.clone.clone_accuracy), number(run.distance_correlation),
