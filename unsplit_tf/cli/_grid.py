@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from unsplit_tf.cli._common import Interrupted
-from unsplit_tf.cli._progress import Progress
+from unsplit_tf.cli._progress import PICTURE_ROUND, Progress
 
 
 def _summary(run) -> str:
@@ -62,7 +62,7 @@ class CellProgress:
     def on_round(self, report) -> None:
         total = report.rounds_in_all * max(len(report.targets), self.targets)
         if self.bar is None:
-            self.bar = Progress(total, "picture-round", label="  attack")
+            self.bar = Progress(total, PICTURE_ROUND, label="  attack")
         self.bar.extend(total)  # more once restarts that were screened all run on
         self.done += len(report.targets)
         self.bar.update(self.done, matching=float(report.matching_loss.mean()))

@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+PICTURE_ROUND = "picture-round"
+"""The attack's unit of progress: one round of one attacked picture (a round of 5,010 pictures counts 5,010)."""
+
 
 class Progress:
     """Progress over `total` units of `unit` (e.g. 1000 rounds), with named values (e.g. the matching loss)."""

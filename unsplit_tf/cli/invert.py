@@ -59,7 +59,7 @@ from unsplit_tf.cli._common import (
 )
 from unsplit_tf.cli._model import load_user_model
 from unsplit_tf.cli._outputs import run_folder, writable_folder
-from unsplit_tf.cli._progress import Progress, Scalars
+from unsplit_tf.cli._progress import PICTURE_ROUND, Progress, Scalars
 from unsplit_tf.data import canonical_name
 
 # Flags that set one field of the preset's InversionConfig, named as in the authors' code.
@@ -324,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
 
         training_bar = Progress(training.epochs, "epoch", label="training")
         attacked = args.targets + observations
-        attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), "picture-round", label="attack")
+        attack_bar = Progress(attacked * getattr(config, "rounds_in_all", 0), PICTURE_ROUND, label="attack")
         scalars, rounds = Scalars(board), [0]
 
         def on_round(report: RoundReport) -> None:
