@@ -134,11 +134,11 @@ def test_sdar_flags_reach_its_config_and_are_refused_for_the_other_attacks(capsy
         code, _, err = run_verb("invert", ["--attack", attack, "--lambda-ssim", "0"], capsys)
         assert code == 2 and "--lambda-ssim sets the SSIM term of SDAR's decoder loss" in err and "--attack sdar" in err
     code, _, err = run_verb("invert", [*sdar, "--lambda-ssim", "-1"], capsys)
-    assert code == 2 and "lambda_ssim" in err
+    assert code == 2 and "--lambda-ssim must be 0 or more" in err
     code, _, err = run_verb("invert", [*sdar, "--simulator-lr", "0"], capsys)
-    assert code == 2 and "simulator_lr must be" in err
+    assert code == 2 and "--simulator-lr must be" in err
     code, _, err = run_verb("invert", [*sdar, "--feature-memory", "-1"], capsys)
-    assert code == 2 and "feature_memory must be" in err
+    assert code == 2 and "--feature-memory must be" in err
     code, _, err = run_verb("invert", ["--mmd-class-width", "0.5"], capsys)
     assert code == 2 and "--mmd-class-width sets the class kernel of SDAR's MMD" in err
 
@@ -156,6 +156,17 @@ def test_non_finite_hyper_parameters_are_refused_up_front(flag, value, tmp_path,
     code, out, err = run_verb("invert", [flag, value, "--out", str(tmp_path / "run")], capsys)
     assert code == 2 and "finite" in err and "Traceback" not in err
     assert "data:" not in out  # refused before loading anything
+
+
+@pytest.mark.parametrize("flags, flag, field", [
+    (["--observations", "10", "--stream-batch", "0"], "--stream-batch must be at least 1", "batch_size"),
+    (["--observations", "10", "--linear-start", "20"], "(--main-iters)", "linear_start"),
+    (["--observations", "10", "--refine-cycles", "2", "--refit-iters", "0"], "needs --refit-iters > 0", "refit_iters"),
+    (["--attack", "sdar", "--simulator-steps", "0"], "--simulator-steps must be at least 1", "simulator_steps"),
+])
+def test_an_attack_setting_refused_by_its_config_is_named_by_its_flag(flags, flag, field, tmp_path, capsys, no_work):
+    code, out, err = run_verb("invert", [*flags, "--out", str(tmp_path / "run")], capsys)
+    assert code == 2 and flag in err and field not in err and "Traceback" not in err and "data:" not in out
 
 
 def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, no_work):
@@ -278,6 +289,15 @@ def test_a_model_that_does_not_fit_the_data_is_refused(problem, make, message, t
 def test_sweep_refuses_user_model_flags_that_cannot_run_before_any_work(flags, message, no_work, capsys):
     code, _, err = run_verb("sweep", flags, capsys)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("verb, flags", [("sweep", ["--datasets", "mnist", "--attack", "stream:stream", "--observations", "10"]),
+                                         ("defend", ["--dataset", "mnist"])])
+def test_grids_name_the_flag_of_a_setting_a_cell_refuses(verb, flags, tmp_path, capsys):
+    code, _, err = run_verb(verb, ["--data-dir", str(tiny_npz(tmp_path / "tiny.npz")), *flags, "--refit-iters", "0",
+                                   "--refine-cycles", "2", "--results", str(tmp_path / "r")], capsys)
+    assert code == 2 and "it needs --refit-iters > 0" in err and "refit_iters" not in err
+    assert not (tmp_path / "r" / "cells").exists() or not list((tmp_path / "r" / "cells").iterdir())
 
 
 def test_sweep_names_a_layer_the_users_model_lacks(tmp_path, capsys):

@@ -106,9 +106,9 @@ def test_the_stream_benchmark_prints_the_attack_time_beside_what_it_recovered(co
                                          (["--screen", "0.3"], "add --observations N"),
                                          (["--preset", "stream_fast"], "--preset stream_fast is made for the observation stream"),
                                          (["--screen-defer", "0.5"], "--screen-defer is about comparing restarts"),
-                                         (["--observations", "5", "--screen-defer", "2"], "screen_defer is a disagreement"),
+                                         (["--observations", "5", "--screen-defer", "2"], "--screen-defer is a disagreement"),
                                          (["--observations", "5", "--screen", "1"], "a share of the rounds"),
-                                         (["--observations", "5", "--linear-start", "-1"], "linear_start must be at least 0"),
+                                         (["--observations", "5", "--linear-start", "-1"], "--linear-start must be at least 0"),
                                          (["--preset", "paper", "--linear-start", "2"], "sequential mode the clone carries over")])
 def test_impossible_observations_are_one_clear_line_before_any_work(flags, says, tmp_path, common, capsys):
     code, _, err = run_verb("invert", [*common, *flags, "--out", str(tmp_path / "run")], capsys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 import zipfile
@@ -44,6 +45,16 @@ def stream_preset_alone(what: str, fix: str) -> CliError:
     """The refusal of a preset made for stream mode asked to attack the targets alone (it reads as "no leak" there)."""
     return CliError(f"{what} is made for the observation stream (tuned on thousands of observed training examples, "
                     f"not on the targets alone): {fix}")
+
+
+def in_flag_terms(message: str, flags: dict[str, str]) -> str:
+    """A library config's message with each of its field names that a flag sets written as that flag ("linear_start" ->
+    "--linear-start", "batch_size" -> "--stream-batch"), so a command-line user reads the flag to change. Only names
+    with an underscore are replaced: a single word ("restarts", "mode") reads the same either way, and is often English."""
+    for name, flag in flags.items():
+        if "_" in name:  # a whole name only: "refit_iters" is not inside "final_refit_iters" (\b)
+            message = re.sub(rf"\b{name}\b", flag, message)
+    return message
 
 
 def main_of(module: ModuleType, argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -36,7 +36,14 @@ from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import PRESETS
 from unsplit_tf.cli._common import CliError, add_data_flags, cache_folder, finite_float, load_data, main_of, stream_preset_alone
 from unsplit_tf.cli._outputs import writable_folder
-from unsplit_tf.cli.sweep import FAMILIES, add_backend_arguments, add_setting_arguments, backend_options, setting_overrides
+from unsplit_tf.cli.sweep import (
+    FAMILIES,
+    add_backend_arguments,
+    add_setting_arguments,
+    backend_options,
+    refused_setting,
+    setting_overrides,
+)
 from unsplit_tf.defenses import DEFENSES
 
 # Strength flags, each the grid of the registry's defenses it names.
@@ -144,8 +151,11 @@ def run(args: argparse.Namespace) -> int:
     chosen = settings(args) + ([NO_DEFENSE] if "none" in (args.defense or ()) else [])
     labels = {"samples": args.label_samples, "batch_size": args.label_batch_size, "epochs": args.epochs,
               "train_samples": args.train_samples}
-    planned = [cell for inversion in inversion_fields(args)
-               for cell in defense_cells(data, chosen, depth=args.depth, seed=args.seed, inversion=inversion, labels=labels)]
+    try:
+        planned = [cell for inversion in inversion_fields(args)
+                   for cell in defense_cells(data, chosen, depth=args.depth, seed=args.seed, inversion=inversion, labels=labels)]
+    except ValueError as error:  # a cell's config refused a setting
+        raise refused_setting(error) from None
     cells = list({cell.key: cell for cell in planned}.values())  # the label side once, whatever the attacks
     from unsplit_tf.cli._grid import run_grid
 

@@ -50,6 +50,7 @@ from unsplit_tf.cli._common import (
     add_training_flags,
     cache_folder,
     finite_float,
+    in_flag_terms,
     kept_restarts,
     load_data,
     main_of,
@@ -103,6 +104,9 @@ SDAR_FLAGS = {
         "server computes the loss with them): a kernel exp(-|p - q|^2 / W) on the classes in the MMD (default 0.5; 0: "
         "class-blind, the default before 6 Dec 2026)", what="the class kernel of SDAR's MMD"),
 }
+FLAG_NAMES = {**{name: "--" + name.replace("_", "-") for name in (*CONFIG_FLAGS, *SDAR_FLAGS)},
+              "batch_size": "--stream-batch", "screen_defer": "--screen-defer", "tv_scale": "--tv-scale", "tv_norm": "--tv-norm"}
+"""The flag that sets each field of an attack's config, for the config's messages (`in_flag_terms`)."""
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run
 
@@ -182,7 +186,10 @@ def attack_config(args: argparse.Namespace):
 
     if args.attack != "unsplit":
         given = {name: getattr(args, name) for name in SDAR_FLAGS if getattr(args, name) is not None}
-        return INVERSION_FAMILIES[args.attack](seed=args.seed, **given)
+        try:
+            return INVERSION_FAMILIES[args.attack](seed=args.seed, **given)
+        except ValueError as error:
+            raise CliError(in_flag_terms(str(error), FLAG_NAMES)) from None
     changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.quick:
         changes = {**QUICK, **changes}
@@ -211,7 +218,10 @@ def attack_config(args: argparse.Namespace):
         changes["mode"] = args.mode
     elif args.observations:
         changes["mode"] = "stream"
-    config = preset(chosen_preset(args)).replace(seed=args.seed, **changes)
+    try:
+        config = preset(chosen_preset(args)).replace(seed=args.seed, **changes)
+    except ValueError as error:
+        raise CliError(in_flag_terms(str(error), FLAG_NAMES)) from None
     if args.prior is None:
         config = config.replace(prior=defaults.image_prior(canonical_name(args.dataset), config.mode))
     return config

@@ -38,7 +38,16 @@ import unsplit_tf.cli._quiet  # noqa: F401  first: quiets TensorFlow's start-up
 
 from unsplit_tf import defaults
 from unsplit_tf.attacks.inversion import MODES, PRESETS, TV_NORMS
-from unsplit_tf.cli._common import CliError, SettingFlag, cache_folder, finite_float, load_data, main_of, stream_preset_alone
+from unsplit_tf.cli._common import (
+    CliError,
+    SettingFlag,
+    cache_folder,
+    finite_float,
+    in_flag_terms,
+    load_data,
+    main_of,
+    stream_preset_alone,
+)
 from unsplit_tf.cli._outputs import writable_folder
 from unsplit_tf.cli.invert import ATTACKS as FAMILIES
 from unsplit_tf.cli.invert import SDAR_FLAGS
@@ -102,6 +111,11 @@ SETTING_FLAGS = {
 def flag(name: str) -> str:
     """A setting's flag: "--tv-norm" for "tv_norm"."""
     return f"--{name.replace('_', '-')}"
+
+
+def refused_setting(error: ValueError) -> CliError:
+    """A cell's refusal of a setting, each setting named by the flag that sets it (sweep, defend)."""
+    return CliError(in_flag_terms(str(error), {name: flag(name) for name in SETTING_FLAGS}))
 
 
 def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,24 +278,27 @@ def run(args: argparse.Namespace) -> int:
     dirs = data_dirs(args.data_dir)
     datasets = {name: load_data(argparse.Namespace(dataset=name, data_dir=dirs.get(name, dirs.get(None)))) for name in names}
     cells = []
-    for name, data in datasets.items():
-        if args.model:
-            depths, model = user_model_depths(args, data), model_file(args.model)
-        else:
-            depths, model = args.depths or list(paper_depths(name)), {}
-        if "unsplit" in families:
-            plain = [attack for attack in attacks if attack not in streams or not args.observations]
-            cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
-                                     epochs=args.epochs, targets=args.targets, **settings["unsplit"], **model)
-            cells += [cell for n in args.observations or [] for cell in
-                      inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
-                                      epochs=args.epochs, targets=args.targets, observations=n, **settings["unsplit"], **model)]
-        cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
-                  for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
-                                              targets=args.targets, attack=family, aux=aux, **settings.get(family, {}))]
-        if args.label_samples and not args.model:
-            cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
-                                batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
+    try:
+        for name, data in datasets.items():
+            if args.model:
+                depths, model = user_model_depths(args, data), model_file(args.model)
+            else:
+                depths, model = args.depths or list(paper_depths(name)), {}
+            if "unsplit" in families:
+                plain = [attack for attack in attacks if attack not in streams or not args.observations]
+                cells += inversion_cells(data, depths, plain, defenses=defenses, seeds=args.seeds, budget=budget,
+                                         epochs=args.epochs, targets=args.targets, **settings["unsplit"], **model)
+                cells += [cell for n in args.observations or [] for cell in
+                          inversion_cells(data, depths, streams, defenses=defenses, seeds=args.seeds, budget=budget,
+                                          epochs=args.epochs, targets=args.targets, observations=n, **settings["unsplit"], **model)]
+            cells += [cell for family in auxiliary for aux in args.aux or [defaults.AUX]
+                      for cell in inversion_cells(data, depths, defenses=defenses, seeds=args.seeds, epochs=args.epochs,
+                                                  targets=args.targets, attack=family, aux=aux, **settings.get(family, {}))]
+            if args.label_samples and not args.model:
+                cells += [LabelCell(name, fingerprint(data), depth=args.label_depth, samples=args.label_samples,
+                                    batch_size=args.label_batch_size, seed=seed) for seed in args.seeds]
+    except ValueError as error:  # a cell's config refused a setting
+        raise refused_setting(error) from None
     from unsplit_tf.cli._grid import run_grid
 
     store, _ = run_grid(cells, datasets, results=results, cache=cache, verb="sweep", argv=args.argv, backend=backend)
