@@ -167,6 +167,9 @@ def test_observations_are_refused_before_any_training_where_they_cannot_work(dat
         run_inversion(data, preset("tuned"), victim=victim, observations=10, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="observations 101 is more than the 100 training examples"):
         run_inversion(data, preset("tuned").replace(mode="stream"), victim=victim, observations=101, cache_dir=tmp_path)
+    untrained = VictimSpec(depth=1, training=TrainConfig(epochs=0))
+    with pytest.raises(ValueError, match="epochs=0 trains nothing"):  # there is no training to watch
+        run_inversion(data, preset("tuned").replace(mode="stream"), victim=untrained, observations=10, cache_dir=tmp_path)
     assert not list(tmp_path.iterdir())
 
 

@@ -61,7 +61,9 @@ def test_aux_is_refused_for_unsplit_and_when_it_leaves_no_client_data(tmp_path, 
     code, _, err = run_verb("invert", [*common, "--attack", "inverse_network", "--simulator-steps", "3"], capsys)
     assert code == 2 and "--simulator-steps sets SDAR's simulator" in err
     code, _, err = run_verb("invert", [*common, "--attack", "sdar", "--simulator-steps", "0"], capsys)
-    assert code == 2 and "simulator_steps must be at least 1" in err
+    assert code == 2 and "--simulator-steps must be at least 1" in err
+    code, _, err = run_verb("invert", [*common, "--attack", "sdar", "--aux", "10", "--epochs", "0"], capsys)
+    assert code == 2 and "epochs=0 trains nothing" in err  # nothing to watch
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # refused before any work
 
 

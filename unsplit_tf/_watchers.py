@@ -24,11 +24,19 @@ def steps_per_epoch(samples: int, batch_size: int) -> int:
     return -(-samples // batch_size)
 
 
+def _check_training(training: TrainConfig, watched: str, alternative: str = "") -> None:
+    """ValueError, before any work, where there is no training to watch (epochs=0 trains nothing)."""
+    if training.epochs < 1:
+        raise ValueError(f"{watched}, but epochs={training.epochs} trains nothing, so the server receives nothing: "
+                         f"train for at least one epoch{alternative}")
+
+
 class SDARWatcher:
     """SDAR alongside training: builds the attack once the server exists, steps it on every batch,
     and decodes a seeded sample of the last epoch's batches the moment it sees them (for scoring)."""
 
     def __init__(self, config: SDARConfig, aux_x: np.ndarray, aux_y: np.ndarray, training: TrainConfig, samples: int) -> None:
+        _check_training(training, "SDAR fits its simulator and decoder on the smashed data of training")
         self.config, self.aux_x, self.aux_y = config, aux_x, aux_y
         per_epoch = steps_per_epoch(samples, training.batch_size)
         rng = np.random.default_rng(config.seed)
@@ -68,6 +76,8 @@ class LastEpochObservations:
     def __init__(self, count: int, training: TrainConfig, samples: int) -> None:
         if count > samples:
             raise ValueError(f"observations {count} is more than the {samples} examples of one training epoch")
+        _check_training(training, f"observations {count} are watched during training",
+                        ", or attack a trained Split, which is observed through its final client")
         self.count = count
         per_epoch = steps_per_epoch(samples, training.batch_size)
         self._first_step, self._last_step = (training.epochs - 1) * per_epoch + 1, training.epochs * per_epoch
