@@ -72,6 +72,10 @@ def test_the_summary_tells_the_stream_attack_apart_from_the_targets_only_one_and
     other_seed = inversion_run(cell(4, mode="stream", observations=5000, seed=1), observed_examples=5000, mse=0.15, ssim=0.05)
     assert ("at depth 1–4 (at depth 4, where 1 of 2 training seeds leak, the best: MSE 0.030, SSIM 0.50"
             in summary_paragraph(inversion_series([*runs, other_seed]), {}, [], []))
+    deeper_seeds = [inversion_run(cell(5, mode="stream", observations=5000, seed=seed), observed_examples=5000, mse=mse, ssim=0.05)
+                    for seed, mse in ((1, 0.2), (2, 0.14))]  # no seed leaks at depth 5: the best of three is named as such
+    assert "at depth 5 it does not (MSE 0.140, the best of 3 training seeds)." in summary_paragraph(
+        inversion_series([*runs, *deeper_seeds]), {}, [], [])
     assert "attacking the cut activations of 5,000 training examples, with" in summary_paragraph(
         inversion_series(saved), {}, [], [])  # a saved model is observed on a random draw, not a watched epoch
 

@@ -182,7 +182,7 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
         return text + f"does not beat the mean image at any depth tried ({_depth_ranges(list(best))}){_aligned_only(series, leaking)}."
     deepest = best[max(leaking)]
     scores = deepest.headline.reconstruction
-    tried = {one.setting.seed for one in series if one.at(deepest.victim.depth)}
+    tried = _seeds_at(series, deepest.victim.depth)
     leaked = {one.setting.seed for one in series if (run := one.at(deepest.victim.depth)) and run.headline.beats_mean_image}
     seeds = f", where {len(leaked)} of {len(tried)} training seeds leak, the best" if len(tried) > 1 else ""
     text += (f"beats the mean image at depth {_depth_ranges(leaking)} (at depth {deepest.victim.depth}{seeds}: MSE "
@@ -192,10 +192,18 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
                  f"the server, the model {tables.percent(deepest.clone.original_accuracy)}")
     text += ")"
     if deeper:
-        text += (f"; at depth {_depth_ranges(deeper)} it does not (MSE "
-                 f"{', '.join(f'{best[d].headline.reconstruction.mean_mse:.3f}' for d in deeper)})"
+        tried_at = {depth: len(_seeds_at(series, depth)) for depth in deeper}
+        errors = [f"{best[depth].headline.reconstruction.mean_mse:.3f}"
+                  + (f", the best of {tried_at[depth]} training seeds" if tried_at[depth] > 1 else "") for depth in deeper]
+        separator = "; " if max(tried_at.values()) > 1 else ", "
+        text += (f"; at depth {_depth_ranges(deeper)} it does not (MSE {separator.join(errors)})"
                  f"{_aligned_only(series, leaking)}")
     return text + "."
+
+
+def _seeds_at(series: Sequence[Series], depth: int) -> set[int]:
+    """The training seeds of the runs at `depth`."""
+    return {one.setting.seed for one in series if one.at(depth)}
 
 
 def _auxiliary_summary(dataset: str, series: Sequence[Series]) -> str:
