@@ -266,6 +266,14 @@ def test_observed_activations_must_match_the_cut(depth1_client):
         invert(depth1_client, np.zeros((0, 24, 24, 8), np.float32), TINY)
 
 
+def test_a_config_or_client_of_the_wrong_kind_is_named(depth1_client):
+    observed = np.zeros((2, 24, 24, 8), np.float32)
+    with pytest.raises(TypeError, match="config must be an InversionConfig .* got dict"):
+        invert(depth1_client, observed, {"main_iters": 1})
+    with pytest.raises(TypeError, match="client_architecture must be a keras.Model .* got str"):
+        invert("client", observed, TINY)
+
+
 def test_nan_or_infinite_observations_are_refused(depth1_client):
     observed = np.array(depth1_client(smooth_images(3)))
     observed[1, 0, 0, 0] = np.nan

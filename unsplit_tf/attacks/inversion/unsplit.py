@@ -440,6 +440,9 @@ def invert(
     strategy scope each minibatch is sharded over the replicas and the clone's
     gradients are summed across them.
     """
+    if not isinstance(config, InversionConfig):
+        raise TypeError(f"config must be an InversionConfig (e.g. preset('tuned') or preset('tuned').replace(main_iters=50)), "
+                        f"got {type(config).__name__}")
     observed = _checked_observations(client_architecture, observed)
     tried: list[_Attempt] = []  # every restart begun; the last may have been stopped by Ctrl-C
     weight = tv_weight(config, observed)  # once: every restart and refinement weighs its TV term the same
@@ -560,6 +563,9 @@ def tv_weight(config: InversionConfig, observed: tf.Tensor) -> float:
 
 
 def _checked_observations(client_architecture: keras.Model, observed) -> tf.Tensor:
+    if not isinstance(client_architecture, keras.Model):
+        raise TypeError(f"client_architecture must be a keras.Model (e.g. split_model(model, depth=2).client), got "
+                        f"{type(client_architecture).__name__}")
     observed = tf.convert_to_tensor(observed, tf.float32)
     expected = tuple(client_architecture.output.shape[1:])
     if observed.shape.rank < 1 or tuple(observed.shape[1:]) != expected:
