@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import pytest
+from matplotlib.collections import LineCollection
 
 from fake_runs import inversion_run
 from unsplit_tf.records import DefenseSetting
@@ -50,6 +51,20 @@ def test_depth_series_keep_aux_sizes_apart_and_their_labels_say_them():
     mse, _ = depth_curves(series)  # one line per family and aux size, beside the mean image
     drawn = [line.get_label() for line in mse.axes[0].get_lines()]
     assert drawn == labels + ["guess: grey 0.5 image", "guess: dataset mean image"]
+
+
+def test_a_setting_run_on_several_seeds_is_one_line_of_their_mean_shaded_over_their_range():
+    runs = [inversion_run(cell(depth)) for depth in (1, 2)]  # one seed: its own line, as before
+    runs += [inversion_run(cell(depth, mode="stream", observations=500, seed=seed), observed_examples=500, mse=mse)
+             for depth, seed, mse in ((1, 0, 0.02), (2, 0, 0.04), (2, 1, 0.08), (2, 2, 0.06))]
+    mse, _ = depth_curves(inversion_series(runs)["f_mnist"])
+    lines = {line.get_label(): line for line in mse.axes[0].get_lines()}
+    assert "tuned/batched" in lines
+    mean = lines["tuned/stream, 500 observed, seeds 0–2: mean, shaded range"]
+    assert list(mean.get_ydata()) == pytest.approx([0.02, 0.06])  # depth 1: seed 0 alone; depth 2: the mean of three
+    spans = [list(segment[:, 1]) for collection in mse.axes[0].collections if isinstance(collection, LineCollection)
+             for segment in collection.get_segments()]
+    assert [0.04, 0.08] in [pytest.approx(span) for span in spans]  # the range at depth 2, drawn
 
 
 def test_the_summary_tells_the_stream_attack_apart_from_the_targets_only_one_and_names_its_deepest_leak():

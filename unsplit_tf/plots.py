@@ -173,6 +173,12 @@ def reconstruction_grid(
     )
 
 
+PLOT_INCHES = 5.0
+"""The width a line plot keeps for its axes when its legend beside it is wide."""
+LEGEND_INCHES_PER_CHARACTER = 0.065
+"""About one character of a legend label at the legend's font size ("small")."""
+
+
 def curves(
     series: dict[str, Sequence[float]],
     *,
@@ -184,6 +190,7 @@ def curves(
     integer_x: bool = False,
     percent: bool = False,
     references: Sequence[Reference] = (),
+    bands: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None,
 ) -> Figure:
     """One line per named series (loss or accuracy against step or epoch), legend beside the plot.
 
@@ -192,11 +199,14 @@ def curves(
     points), so curves on top of each other stay visible. logy uses a log scale for the y axis
     (useful for losses); integer_x puts ticks on whole numbers only (rounds, epochs, depths);
     percent shows values given as fractions (0.25) as percentages (25 %). references adds
-    dashed lines (a level, or one value per x) in their kind's fixed colour.
+    dashed lines (a level, or one value per x) in their kind's fixed colour. bands shades, for a
+    named series, the span from its low to its high values (the range over repeated runs) in its colour.
     """
     if not series:
         raise ValueError("series is empty; pass a dict such as {'train loss': [...]}.")
-    figure = Figure(figsize=(7.5, 4.0), layout="constrained")
+    names = [*series, *(reference.label or reference.kind for reference in references)]
+    legend_inches = LEGEND_INCHES_PER_CHARACTER * max(map(len, names))  # the legend sits beside the plot, which keeps its width
+    figure = Figure(figsize=(max(7.5, PLOT_INCHES + legend_inches), 4.0), layout="constrained")
     axes = figure.subplots()
     styles = zip(itertools.cycle(SERIES_COLOURS), itertools.cycle(SERIES_STYLES))
     for index, ((name, values), (colour, (linestyle, marker, linewidth))) in enumerate(zip(series.items(), styles)):
@@ -207,6 +217,10 @@ def curves(
             linewidth=linewidth, marker=marker, markersize=9 - 1.2 * (index % len(SERIES_STYLES)),
             markerfacecolor="none", markeredgewidth=1.4, markevery=(index * every // len(SERIES_STYLES) % every, every),
         )
+        if bands and name in bands:
+            low, high = (np.asarray(values, dtype=np.float64) for values in bands[name])
+            axes.fill_between(steps, low, high, color=colour, alpha=0.15, linewidth=0)
+            axes.vlines(steps, low, high, color=colour, alpha=0.5, linewidth=2.5)  # seen at an x measured alone too
     for reference in references:
         draw_reference(axes, reference, x=x)
     if logy:

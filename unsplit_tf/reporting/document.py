@@ -94,16 +94,6 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
 # ---------------------------------------------------------------- the summary for newcomers
 
 
-def _depth_ranges(depths: Sequence[int]) -> str:
-    spans: list[list[int]] = []
-    for depth in sorted(depths):
-        if spans and depth == spans[-1][-1] + 1:
-            spans[-1].append(depth)
-        else:
-            spans.append([depth])
-    return ", ".join(f"{span[0]}" if len(span) == 1 else f"{span[0]}–{span[-1]}" for span in spans)
-
-
 def _best_by_depth(series: Sequence[Series]) -> dict[int, InversionRun]:
     """The run with the lowest mean MSE at each depth, over all `series`."""
     best: dict[int, InversionRun] = {}
@@ -125,7 +115,7 @@ def _aligned_only(series: Sequence[Series], leaking: Sequence[int]) -> str:
     """Where only aligned scores beat the mean image, in words ("" where nowhere)."""
     aligned = sorted({run.victim.depth for one in series for run in one.runs
                       if run.victim.depth not in leaking and run.headline.beats_mean_image_aligned})
-    return f" (at depth {_depth_ranges(aligned)} they do once their intensities or position are aligned)" if aligned else ""
+    return f" (at depth {tables.ranges_text(aligned)} they do once their intensities or position are aligned)" if aligned else ""
 
 
 def _inversion_summary(dataset: str, series: Sequence[Series]) -> str:
@@ -149,11 +139,11 @@ def _targets_summary(dataset: str, series: Sequence[Series]) -> str:
     if not leaking:
         return (f"On {title}, the data-oblivious attack (a server that knows only the client's architecture and sees what "
                 f"it sends) does not beat the dataset's mean image (MSE {mean_mse:.3f}) at any depth tried "
-                f"({_depth_ranges(list(best))}){once_aligned}.")
+                f"({tables.ranges_text(list(best))}){once_aligned}.")
     top = min((best[d] for d in leaking), key=lambda run: run.headline.reconstruction.mean_mse)
     text = (f"On {title}, a server that knows only the client's architecture and sees what the client sends "
             f"reconstructs the client's inputs better than the dataset's mean image when the client ends at depth "
-            f"{_depth_ranges(leaking)} (best MSE {top.headline.reconstruction.mean_mse:.3f} at depth {top.victim.depth}, "
+            f"{tables.ranges_text(leaking)} (best MSE {top.headline.reconstruction.mean_mse:.3f} at depth {top.victim.depth}, "
             f"against the mean image's {mean_mse:.3f})")
     if top.clone is not None:
         text += (f" and steals a copy of the client that reaches {tables.percent(top.clone.clone_accuracy)} through the "
@@ -179,13 +169,13 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
                 else f"{seen} training examples")
     text = f"{subject} the cut activations of {examples}, with one shared clone (stream mode), the same server "
     if not leaking:
-        return text + f"does not beat the mean image at any depth tried ({_depth_ranges(list(best))}){_aligned_only(series, leaking)}."
+        return text + f"does not beat the mean image at any depth tried ({tables.ranges_text(list(best))}){_aligned_only(series, leaking)}."
     deepest = best[max(leaking)]
     scores = deepest.headline.reconstruction
     tried = _seeds_at(series, deepest.victim.depth)
     leaked = {one.setting.seed for one in series if (run := one.at(deepest.victim.depth)) and run.headline.beats_mean_image}
     seeds = f", where {len(leaked)} of {len(tried)} training seeds leak, the best" if len(tried) > 1 else ""
-    text += (f"beats the mean image at depth {_depth_ranges(leaking)} (at depth {deepest.victim.depth}{seeds}: MSE "
+    text += (f"beats the mean image at depth {tables.ranges_text(leaking)} (at depth {deepest.victim.depth}{seeds}: MSE "
              f"{scores.mean_mse:.3f}, SSIM {scores.mean_ssim:.2f}")
     if deepest.clone is not None:
         text += (f", and a stolen copy of the client that reaches {tables.percent(deepest.clone.clone_accuracy)} through "
@@ -196,7 +186,7 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
         errors = [f"{best[depth].headline.reconstruction.mean_mse:.3f}"
                   + (f", the best of {tried_at[depth]} training seeds" if tried_at[depth] > 1 else "") for depth in deeper]
         separator = "; " if max(tried_at.values()) > 1 else ", "
-        text += (f"; at depth {_depth_ranges(deeper)} it does not (MSE {separator.join(errors)})"
+        text += (f"; at depth {tables.ranges_text(deeper)} it does not (MSE {separator.join(errors)})"
                  f"{_aligned_only(series, leaking)}")
     return text + "."
 
@@ -218,10 +208,10 @@ def _auxiliary_summary(dataset: str, series: Sequence[Series]) -> str:
         leaking = [run for run in runs if run.headline.beats_mean_image]
         if not leaking:
             sentences.append(f"{who} does not beat the mean image at any depth tried "
-                             f"({_depth_ranges(sorted({run.victim.depth for run in runs}))}).")
+                             f"({tables.ranges_text(sorted({run.victim.depth for run in runs}))}).")
             continue
         top = min(leaking, key=lambda run: run.headline.reconstruction.mean_mse)
-        sentences.append(f"{who} beats the mean image at depth {_depth_ranges(sorted({r.victim.depth for r in leaking}))} "
+        sentences.append(f"{who} beats the mean image at depth {tables.ranges_text(sorted({r.victim.depth for r in leaking}))} "
                          f"(best MSE {top.headline.reconstruction.mean_mse:.3f} at depth {top.victim.depth} with "
                          f"{top.threat_model.auxiliary_images:,} images).")
     return " ".join(sentences)

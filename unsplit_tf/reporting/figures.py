@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
@@ -19,7 +20,14 @@ from unsplit_tf.reporting.grouping import (
     varying_fields,
 )
 from unsplit_tf.reporting.reference import reference_figures
-from unsplit_tf.reporting.tables import BASELINE_TITLES, GROUPING_METHOD, LABEL_COLUMNS, comparison_series, defense_name
+from unsplit_tf.reporting.tables import (
+    BASELINE_TITLES,
+    GROUPING_METHOD,
+    LABEL_COLUMNS,
+    comparison_series,
+    defense_name,
+    ranges_text,
+)
 
 REFERENCE_PREFIXES = ("guess:", "split model:", "authors' code:")  # drawn dashed: references, not this run's attacks
 GRID_NAMES = {"sdar": "SDAR", "inverse_network": "inv. net"}  # row titles of the depth grid: short
@@ -34,21 +42,35 @@ def _reference_colour(label: str) -> str | None:
 
 
 def depth_curves(series: Sequence[Series]):
-    """Two figures: mean MSE against depth (with the grey and mean-image guesses), clone accuracy against depth."""
+    """Two figures: mean MSE against depth (with the grey and mean-image guesses), clone accuracy against depth. Series
+    that differ only in their training seed are one line, their mean at each depth, shaded over their range."""
     from unsplit_tf.plots import curves
 
-    varying = varying_fields(series)
+    groups = _seed_groups(series)
+    varying = varying_fields([group[0] for group in groups])
     depths = sorted({depth for one in series for depth in one.depths})
 
     def column(one: Series, value: Callable[[InversionRun], float | None]) -> list[float]:
         found = [one.at(depth) for depth in depths]
         return [math.nan if run is None or value(run) is None else value(run) for run in found]
 
-    mse = {one.label(varying): column(one, lambda r: r.headline.reconstruction.mean_mse) for one in series}
+    def lines(value: Callable[[InversionRun], float | None]) -> tuple[dict[str, list[float]], dict]:
+        means, bands = {}, {}
+        for group in groups:
+            name = _group_label(group, varying)
+            table = np.array([column(one, value) for one in group], dtype=np.float64)
+            found = ~np.isnan(table)
+            means[name] = [float(table[found[:, i], i].mean()) if found[:, i].any() else math.nan for i in range(len(depths))]
+            if len(group) > 1:
+                bands[name] = tuple([float(pick(table[found[:, i], i])) if found[:, i].any() else math.nan
+                                     for i in range(len(depths))] for pick in (np.min, np.max))
+        return means, bands
+
+    mse, mse_bands = lines(lambda r: r.headline.reconstruction.mean_mse)
     baselines = series[0].runs[0].headline.baselines
     for name in ("constant_grey", "dataset_mean"):
         mse[f"guess: {BASELINE_TITLES[name]}"] = [getattr(baselines, name).mean_mse] * len(depths)
-    accuracy = {one.label(varying): column(one, lambda r: r.clone and 100 * r.clone.clone_accuracy) for one in series}
+    accuracy, accuracy_bands = lines(lambda r: r.clone and 100 * r.clone.clone_accuracy)
     if comparison_series(series):  # the authors' code ran under these series' conditions
         reference = reference_figures()
         authors = [reference.depths.get(depth) for depth in depths]
@@ -60,10 +82,28 @@ def depth_curves(series: Sequence[Series]):
         series[0], lambda r: r.clone_before_attack and 100 * r.clone_before_attack.clone_accuracy)
     title = title_of(series[0].setting.dataset)
     return (
-        _mark_depths(curves(mse, x=depths, xlabel="split depth", ylabel="mean reconstruction MSE", title=f"{title}: inversion")),
+        _mark_depths(curves(mse, x=depths, xlabel="split depth", ylabel="mean reconstruction MSE", title=f"{title}: inversion",
+                            bands=mse_bands)),
         _mark_depths(curves(accuracy, x=depths, xlabel="split depth", ylabel="test accuracy through the server (%)",
-                            title=f"{title}: stolen clone")),
+                            title=f"{title}: stolen clone", bands=accuracy_bands)),
     )
+
+
+def _seed_groups(series: Sequence[Series]) -> list[list[Series]]:
+    """The series grouped by everything but their training seed, in their order."""
+    groups: dict[object, list[Series]] = {}
+    for one in series:
+        groups.setdefault(dataclasses.replace(one.setting, seed=0), []).append(one)
+    return list(groups.values())
+
+
+def _group_label(group: Sequence[Series], varying: Sequence[str]) -> str:
+    """One series' label; several seeds' label names them and says the line is their mean (at each depth, of the seeds
+    run there)."""
+    if len(group) == 1:
+        return group[0].label(varying)
+    seeds = ranges_text([one.setting.seed for one in group])
+    return f"{group[0].label([name for name in varying if name != 'seed'])}, seeds {seeds}: mean, shaded range"
 
 
 def _mark_depths(figure):

@@ -31,6 +31,17 @@ def seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.0f} s"
 
 
+def ranges_text(numbers: Sequence[int]) -> str:
+    """Whole numbers as runs: [1, 2, 3, 5] -> "1–3, 5" (depths, seeds)."""
+    spans: list[list[int]] = []
+    for value in sorted(numbers):
+        if spans and value == spans[-1][-1] + 1:
+            spans[-1].append(value)
+        else:
+            spans.append([value])
+    return ", ".join(f"{span[0]}" if len(span) == 1 else f"{span[0]}–{span[-1]}" for span in spans)
+
+
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A GitHub markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
