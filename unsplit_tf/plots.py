@@ -218,7 +218,7 @@ def curves(
             markerfacecolor="none", markeredgewidth=1.4, markevery=(index * every // len(SERIES_STYLES) % every, every),
         )
         if bands and name in bands:
-            low, high = (np.asarray(values, dtype=np.float64) for values in bands[name])
+            low, high = (np.asarray(edge, dtype=np.float64) for edge in bands[name])
             axes.fill_between(steps, low, high, color=colour, alpha=0.15, linewidth=0)
             axes.vlines(steps, low, high, color=colour, alpha=0.5, linewidth=2.5)  # seen at an x measured alone too
     for reference in references:

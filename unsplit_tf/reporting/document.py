@@ -169,7 +169,8 @@ def _stream_summary(dataset: str, series: Sequence[Series], *, after: bool) -> s
                 else f"{seen} training examples")
     text = f"{subject} the cut activations of {examples}, with one shared clone (stream mode), the same server "
     if not leaking:
-        return text + f"does not beat the mean image at any depth tried ({tables.ranges_text(list(best))}){_aligned_only(series, leaking)}."
+        return (text + f"does not beat the mean image at any depth tried ({tables.ranges_text(list(best))})"
+                f"{_aligned_only(series, leaking)}.")
     deepest = best[max(leaking)]
     scores = deepest.headline.reconstruction
     tried = _seeds_at(series, deepest.victim.depth)
