@@ -197,6 +197,13 @@ def test_empty_data_dir_is_an_error_not_a_fallback(tmp_path, no_local_copies):
     assert "fashion_mnist.npz" in message and data.DEBIAN_FASHION_MNIST_PACKAGE in message
 
 
+def test_a_data_dir_one_folder_too_high_names_the_subfolder_that_holds_the_files(tmp_path):
+    write_idx_folder(tmp_path / "MNIST_dir", *idx_arrays())  # as a downloaded archive unpacks
+    with pytest.raises(DataUnavailableError, match="Its subfolder MNIST_dir holds them: pass data_dir=.*MNIST_dir"):
+        load_dataset("mnist", tmp_path)  # never read from there silently: the user named another folder
+    assert load_dataset("mnist", tmp_path / "MNIST_dir").x_train.shape == (4, 28, 28, 1)
+
+
 def test_offline_without_local_copy_fails_fast_and_lists_places(tmp_path, no_local_copies):
     started = time.monotonic()
     with pytest.raises(DataUnavailableError) as error:

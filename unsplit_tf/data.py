@@ -239,10 +239,20 @@ def _load_from_data_dir(name: str, path: Path) -> Dataset:
         )
     dataset = _read_path(name, path)
     if dataset is None:
+        inside = next((sub for sub in sorted(path.iterdir()) if sub.is_dir() and _readable(name, sub)), None)
+        hint = f" Its subfolder {inside.name} holds them: pass data_dir={inside}." if inside else ""
         raise DataUnavailableError(
-            f"No usable {name} data in data_dir {path}. Expected {_expected_files(name)}."
+            f"No usable {name} data in data_dir {path}.{hint} Expected {_expected_files(name)}."
         )
     return dataset
+
+
+def _readable(name: str, path: Path) -> bool:
+    """Whether ``path`` holds ``name``'s data (for a hint: a data_dir one folder too high)."""
+    try:
+        return _read_path(name, path) is not None
+    except (ValueError, OSError):
+        return False
 
 
 def _load_local_copy(name: str, looked: list[str]) -> Dataset | None:
