@@ -137,6 +137,22 @@ def test_ctrl_c_during_the_attack_writes_the_attacked_targets_and_exits_130(tmp_
     assert len(record["evaluations"][0]["reconstruction"]["mse"]) == 1  # only the target attacked is scored
 
 
+@pytest.mark.parametrize("mode", ["batched", "stream"])
+def test_ctrl_c_during_an_attack_on_all_targets_at_once_says_after_which_round(mode, tmp_path, common, capsys, monkeypatch):
+    import unsplit_tf.attacks.inversion.unsplit as unsplit
+
+    def interrupt_after_the_first_round(*args, **kwargs):  # asked after each round whether to stop early
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(unsplit._EarlyStop, "__call__", interrupt_after_the_first_round)
+    out = tmp_path / "run"
+    observations = ["--observations", "8"] if mode == "stream" else ["--mode", mode]
+    code, _, err = run_verb("invert", [*common, "--epochs", "1", *TINY_ATTACK, "--main-iters", "3", *observations,
+                                       "--out", str(out)], capsys)
+    assert code == 130 and "Traceback" not in err and "stopped after round 1 of 3" in err and "targets were" not in err
+    assert strict_json(out / "metrics.json")["interrupted"] is True
+
+
 def test_ctrl_c_during_training_exits_130_without_a_traceback(tmp_path, common, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -374,6 +374,12 @@ def run(args: argparse.Namespace) -> int:
         if record.interrupted and len(getattr(outcome.result, "restart_losses", ())) > 1:
             raise Interrupted(f"stopped in restart {len(outcome.result.restart_losses)}; the restarts finished before are "
                               f"compared and the one kept is scored above and in {out / MARKER}")
+        if record.interrupted and args.attack == "unsplit" and config.mode != "sequential":  # all attacked together
+            rounds = int(outcome.result.rounds_run.max())
+            stage = (f"after round {rounds} of {config.main_iters}" if rounds < config.main_iters else
+                     "after the rounds, while the stolen clone was refitted or the pictures refined (the last complete "
+                     "pair is kept)")
+            raise Interrupted(f"stopped {stage}; every picture is scored above and in {out / MARKER} as it stood then")
         if record.interrupted:
             attacked = record.headline.reconstruction.n
             raise Interrupted(f"{attacked} of {args.targets} targets were attacked (the last perhaps not to the end); "
