@@ -163,6 +163,8 @@ def test_non_finite_hyper_parameters_are_refused_up_front(flag, value, tmp_path,
     (["--observations", "10", "--linear-start", "20"], "(--main-iters)", "linear_start"),
     (["--observations", "10", "--refine-cycles", "2", "--refit-iters", "0"], "needs --refit-iters > 0", "refit_iters"),
     (["--attack", "sdar", "--simulator-steps", "0"], "--simulator-steps must be at least 1", "simulator_steps"),
+    (["--observations", "10", "--keep", "agreement", "--restarts", "2"], "give --restarts 3 or more, or --keep 'matching'",
+     "keep="),
 ])
 def test_an_attack_setting_refused_by_its_config_is_named_by_its_flag(flags, flag, field, tmp_path, capsys, no_work):
     code, out, err = run_verb("invert", [*flags, "--out", str(tmp_path / "run")], capsys)

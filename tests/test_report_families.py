@@ -41,6 +41,11 @@ def family_runs(sdar_sizes=(600, 6000)) -> list:
     return runs
 
 
+def test_a_report_of_an_empty_store_says_which_verbs_fill_it(tmp_path):
+    with pytest.raises(ValueError, match=r"no finished cells .* \(unsplit-tf sweep or unsplit-tf defend, with --results "):
+        write_report(store_of(tmp_path, []))
+
+
 def test_depth_series_keep_aux_sizes_apart_and_their_labels_say_them():
     (series,) = inversion_series(family_runs()).values()
     labels = [one.label(["aux", "observations"]) for one in series]

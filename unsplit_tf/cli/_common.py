@@ -49,10 +49,12 @@ def stream_preset_alone(what: str, fix: str) -> CliError:
 
 def in_flag_terms(message: str, flags: dict[str, str]) -> str:
     """A library config's message with each of its field names that a flag sets written as that flag ("linear_start" ->
-    "--linear-start", "batch_size" -> "--stream-batch"), so a command-line user reads the flag to change. Only names
-    with an underscore are replaced: a single word ("restarts", "mode") reads the same either way, and is often English."""
-    for name, flag in flags.items():
-        if "_" in name:  # a whole name only: "refit_iters" is not inside "final_refit_iters" (\b)
+    "--linear-start", "batch_size" -> "--stream-batch", "restarts=3" -> "--restarts 3"), so a command-line user reads
+    the flag to change. A single word ("restarts", "mode") is replaced only where it is given a value: elsewhere it
+    reads the same either way, and is often English."""
+    for name, flag in flags.items():  # whole names only: "refit_iters" is not inside "final_refit_iters" (\b)
+        message = re.sub(rf"\b{name}=", f"{flag} ", message)
+        if "_" in name:
             message = re.sub(rf"\b{name}\b", flag, message)
     return message
 

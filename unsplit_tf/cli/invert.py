@@ -105,7 +105,8 @@ SDAR_FLAGS = {
         "class-blind, the default before 6 Dec 2026)", what="the class kernel of SDAR's MMD"),
 }
 FLAG_NAMES = {**{name: "--" + name.replace("_", "-") for name in (*CONFIG_FLAGS, *SDAR_FLAGS)},
-              "batch_size": "--stream-batch", "screen_defer": "--screen-defer", "tv_scale": "--tv-scale", "tv_norm": "--tv-norm"}
+              "batch_size": "--stream-batch", "screen_defer": "--screen-defer", "tv_scale": "--tv-scale", "tv_norm": "--tv-norm",
+              **{name: f"--{name}" for name in ("keep", "prior", "screen", "mode")}}
 """The flag that sets each field of an attack's config, for the config's messages (`in_flag_terms`)."""
 ATTACKS = ("unsplit", "sdar", "inverse_network")
 MARKER = "metrics.json"  # written last: a folder holding it holds a finished run

@@ -62,7 +62,8 @@ def write_report(store: ResultStore, out_dir: str | Path | None = None, *, notes
         notes = (store.root / NOTES_NAME).read_text()
     stored = store.runs()
     if not stored:
-        raise ValueError(f"no finished cells in {store.cells_dir}; run the sweep first (unsplit-tf sweep, or scripts/sweep.py)")
+        raise ValueError(f"no finished cells in {store.cells_dir}; run a grid into it first (unsplit-tf sweep or "
+                         f"unsplit-tf defend, with --results {store.root})")
     guesses = scored_guesses([run for run in stored if isinstance(run, InversionRun)])
     runs = [with_aligned_scores(run, guesses) if isinstance(run, InversionRun) else run for run in stored]
     rescored = sum(run is not before for run, before in zip(runs, stored))
