@@ -181,16 +181,20 @@ def chosen_preset(args: argparse.Namespace) -> str:
 
 
 def attack_config(args: argparse.Namespace):
-    """The preset with every flag the user gave applied on top (validated by the config: ValueError);
-    an auxiliary-data family's default config, with the seed."""
+    """The preset with every flag the user gave applied on top; an auxiliary-data family's default config, with the
+    seed. A value the config refuses is a CliError that names the flag (`in_flag_terms`)."""
+    try:
+        return _config_of(args)
+    except ValueError as error:
+        raise CliError(in_flag_terms(str(error), FLAG_NAMES)) from None
+
+
+def _config_of(args: argparse.Namespace):
     from unsplit_tf.runs import INVERSION_FAMILIES
 
     if args.attack != "unsplit":
         given = {name: getattr(args, name) for name in SDAR_FLAGS if getattr(args, name) is not None}
-        try:
-            return INVERSION_FAMILIES[args.attack](seed=args.seed, **given)
-        except ValueError as error:
-            raise CliError(in_flag_terms(str(error), FLAG_NAMES)) from None
+        return INVERSION_FAMILIES[args.attack](seed=args.seed, **given)
     changes = {name: getattr(args, name) for name in CONFIG_FLAGS if getattr(args, name) is not None}
     if args.quick:
         changes = {**QUICK, **changes}
@@ -219,10 +223,7 @@ def attack_config(args: argparse.Namespace):
         changes["mode"] = args.mode
     elif args.observations:
         changes["mode"] = "stream"
-    try:
-        config = preset(chosen_preset(args)).replace(seed=args.seed, **changes)
-    except ValueError as error:
-        raise CliError(in_flag_terms(str(error), FLAG_NAMES)) from None
+    config = preset(chosen_preset(args)).replace(seed=args.seed, **changes)
     if args.prior is None:
         config = config.replace(prior=defaults.image_prior(canonical_name(args.dataset), config.mode))
     return config
